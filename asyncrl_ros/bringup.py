@@ -1,0 +1,186 @@
+"""Standalone bringup: `asyncrl <profile>` starts the profile's nodes, each its own process.
+
+Where `ros2 launch` exists, the launch files in launch/ start the same nodes from the
+same profile definition. This does what they would, plus the run folder: it resolves
+and validates the config before any node starts, writes it into
+runs/<time>-<profile>/, prefixes each node's output, and on Ctrl-C (or when the
+policy finishes) stops every node cleanly so the policy saves its checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+from asyncrl_ros.config import ConfigError, load_config, parse_override
+from asyncrl_ros.profiles import load_profiles, resolve
+
+# The node whose exit ends the run.
+MAIN_NODE = 'policy'
+
+
+def ros_environment(run_dir: Path) -> dict:
+    env = dict(os.environ)   # whole: the ROS wheels' bootstrapper needs LD_LIBRARY_PATH
+    # DDS never leaves this machine.
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    env.setdefault('MUJOCO_GL', 'egl')
+    env.setdefault('HOME', str(Path.home()))
+    env.setdefault('ROS_LOG_DIR', str(run_dir / 'ros_logs'))
+    env['PYTHONUNBUFFERED'] = '1'
+    return env
+
+
+def node_command(node: str, config_file: Path, run_dir: Path, resume: bool) -> list[str]:
+    cmd = [sys.executable, '-m', f'asyncrl_ros.nodes.{node}_node', '--ros-args',
+           '-p', f'config_file:={config_file}', '-p', 'use_sim_time:=true']
+    if node == MAIN_NODE:
+        cmd += ['-p', f'run_dir:={run_dir}', '-p', f'resume:={str(resume).lower()}']
+    return cmd
+
+
+def pump(name: str, stream, log_path: Path, quiet: bool):
+    with log_path.open('a') as log:
+        for line in iter(stream.readline, ''):
+            log.write(line)
+            log.flush()
+            if not quiet or name == MAIN_NODE or 'ERROR' in line or 'WARN' in line:
+                sys.stdout.write(f'[{name}] {line}')
+                sys.stdout.flush()
+
+
+def stop_all(procs: dict, timeout: float = 20.0) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + timeout
+    for name, proc in procs.items():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f'[bringup] {name} did not stop in time; killing it', flush=True)
+            proc.kill()
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog='asyncrl', description=__doc__.splitlines()[0])
+    parser.add_argument('profile', nargs='?', help='profile name (see --list)')
+    parser.add_argument('--setting', help="setting of the profile, e.g. 'baseline' or 'hires'")
+    parser.add_argument('--config', help='explicit setting YAML instead of the profile default')
+    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                        help="override one value, e.g. --set sac.batch_size=32 (repeatable)")
+    parser.add_argument('--episodes', type=int, help='stop after this many episodes')
+    parser.add_argument('--run-dir', help='run folder (default runs/<time>-<profile>)')
+    parser.add_argument('--resume', metavar='RUN_DIR', help='continue the run in RUN_DIR')
+    parser.add_argument('--list', action='store_true', help='list profiles and exit')
+    parser.add_argument('--check', action='store_true', help='validate the config and exit')
+    parser.add_argument('--quiet', action='store_true', help="only the policy's output")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.list:
+            for name, prof in load_profiles().items():
+                print(f'{name:24s} {prof.description}\n{"":24s} nodes: {", ".join(prof.nodes)}; '
+                      f'settings: {", ".join(prof.settings)}')
+            return 0
+        if args.resume:
+            run_dir = Path(args.resume).resolve()
+            config_file = run_dir / 'config.yaml'
+            meta = yaml.safe_load((run_dir / 'run.yaml').read_text())
+            profile_name = meta['profile']
+            overrides = [parse_override(s) for s in args.set]
+            if args.episodes:
+                overrides.append({'run': {'max_episodes': args.episodes}})
+            cfg = load_config(config_file, *overrides)
+            from asyncrl_ros.profiles import get_profile
+            profile = get_profile(profile_name)
+        else:
+            if not args.profile:
+                raise ConfigError('no profile given (use --list to see them)')
+            overrides = [parse_override(s) for s in args.set]
+            if args.episodes:
+                overrides.append({'run': {'max_episodes': args.episodes}})
+            profile, cfg = resolve(args.profile, args.setting, args.config, overrides)
+            stamp = datetime.now().strftime('%Y%m%d-%H%M%S')
+            run_dir = Path(args.run_dir or Path(cfg.run.runs_dir) / f'{stamp}-{profile.name}').resolve()
+            if (run_dir / 'checkpoint.pt').exists():
+                raise ConfigError(f'{run_dir} already holds a run; use --resume {run_dir}')
+    except (ConfigError, FileNotFoundError) as err:
+        print(f'asyncrl: error: {err}', file=sys.stderr)
+        return 2
+    if args.check:
+        print(f'{profile.name}: config OK ({cfg.mode}, {cfg.image.width}x{cfg.image.height}, '
+              f'batch {cfg.sac.batch_size}, cycle {cfg.task.action_cycle_ms:g} ms)')
+        return 0
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / 'logs').mkdir(exist_ok=True)
+    config_file = run_dir / 'config.yaml'
+    config_file.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if not args.resume:
+        (run_dir / 'run.yaml').write_text(yaml.safe_dump(
+            {'profile': profile.name, 'nodes': list(profile.nodes),
+             'started': datetime.now().isoformat(timespec='seconds')}))
+    env = ros_environment(run_dir)
+    print(f'[bringup] {profile.name}: {", ".join(profile.nodes)} -> {run_dir}', flush=True)
+
+    procs: dict[str, subprocess.Popen] = {}
+    threads = []
+    for node in profile.nodes:
+        proc = subprocess.Popen(node_command(node, config_file, run_dir, bool(args.resume)),
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+        procs[node] = proc
+        thread = threading.Thread(target=pump, args=(node, proc.stdout,
+                                                     run_dir / 'logs' / f'{node}.log', args.quiet),
+                                  daemon=True)
+        thread.start()
+        threads.append(thread)
+
+    # Nodes run in their own sessions so that Ctrl-C reaches the bringup alone, which
+    # then stops the policy first (it saves) and the world last.
+    interrupted = False
+
+    def on_signal(signum, _frame):
+        nonlocal interrupted
+        interrupted = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    code = 0
+    try:
+        while not interrupted:
+            if procs[MAIN_NODE].poll() is not None:
+                code = procs[MAIN_NODE].returncode
+                break
+            dead = [n for n, p in procs.items() if n != MAIN_NODE and p.poll() is not None]
+            if dead:
+                print(f'[bringup] node {dead[0]} exited with code {procs[dead[0]].returncode}; '
+                      'stopping the run (see its log in ' f'{run_dir / "logs"})', flush=True)
+                code = 1
+                break
+            time.sleep(0.2)
+    finally:
+        if interrupted:
+            print('[bringup] stopping: the policy saves its checkpoint first', flush=True)
+        ordered = {MAIN_NODE: procs[MAIN_NODE]} if MAIN_NODE in procs else {}
+        stop_all(ordered, timeout=600.0)   # saving a large replay can take a while
+        stop_all({n: p for n, p in procs.items() if n != MAIN_NODE})
+        for thread in threads:
+            thread.join(timeout=2.0)
+    print(f'[bringup] done; run folder: {run_dir}', flush=True)
+    return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())

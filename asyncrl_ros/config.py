@@ -1,0 +1,207 @@
+"""Experiment configuration: typed dataclasses whose defaults are the seeds' values.
+
+A setting file (config/<profile>_<setting>.yaml) overrides only what differs from
+these defaults; `load_config` rejects unknown keys and wrong types with one line
+naming the key, before any node starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from asyncrl_ros.reward import FRANKA_ALPHA
+from asyncrl_ros.sac import SACConfig
+
+MODES = ('sync', 'async1', 'async2')
+ARMS = ('franka',)
+WORLDS = ('sim',)
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported as one line naming the offending key."""
+
+
+@dataclass
+class ImageConfig:
+    width: int = 160
+    height: int = 90
+
+
+@dataclass
+class TaskConfig:
+    """The visual reacher of the paper (Franka)."""
+    action_cycle_ms: float = 40.0
+    episode_s: float = 6.0
+    # R = reward_scale * dt[ms] * mean(mask)   (paper, Eq. 3)
+    reward_scale: float = FRANKA_ALPHA
+    # The arm returns home in about 4 s after every episode.
+    reset_s: float = 4.0
+
+
+@dataclass
+class RunConfig:
+    # The paper trains for 72 minutes of episode time per run, whatever the step count.
+    training_minutes: float = 72.0
+    # Replay initialisation with random actions (5000 of 108000 steps at 40 ms).
+    init_random_steps: int = 5000
+    # Stop early after this many episodes (0: run until training_minutes).
+    max_episodes: int = 0
+    checkpoint_every_episodes: int = 10
+    # Cap on SAC updates per environment step (the thesis needed 1 at baseline).
+    max_updates_per_step: float = 1.0
+    seed: int = 0
+    # Where run folders go (relative paths are relative to the current directory).
+    runs_dir: str = 'runs'
+
+
+@dataclass
+class SimConfig:
+    # < 1 lets a slow CPU stand in for the seeds' GPU without pausing the world.
+    real_time_factor: float = 1.0
+    physics_dt: float = 0.001
+    joint_state_rate_hz: float = 100.0
+    image_period_ms: float = 40.0
+    # 5 ms divides the papers' 40, 75 and 80 ms cycles, so sim-time timers fire on time.
+    clock_period_ms: float = 5.0
+
+
+@dataclass
+class SafetyConfig:
+    # The policy is silent when no command came for this many action cycles.
+    watchdog_cycles: float = 2.0
+    joint_margin_rad: float = 0.05
+    # Velocity ramping (rad/s^2); always on for the Panda, which stops on discontinuities.
+    max_acceleration: float = 15.0
+    # Fraction of each joint's velocity limit the policy may use (actions in [-1, 1] scale to it).
+    velocity_fraction: float = 0.5
+
+
+@dataclass
+class ExperimentConfig:
+    mode: str = 'sync'
+    arm: str = 'franka'
+    world: str = 'sim'
+    image: ImageConfig = field(default_factory=ImageConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    sim: SimConfig = field(default_factory=SimConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    sac: SACConfig = field(default_factory=SACConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> 'ExperimentConfig':
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown mode '{self.mode}' (choose one of {', '.join(MODES)})")
+        if self.arm not in ARMS:
+            raise ConfigError(f"unknown arm '{self.arm}' (choose one of {', '.join(ARMS)})")
+        if self.world not in WORLDS:
+            raise ConfigError(f"unknown world '{self.world}' (choose one of {', '.join(WORLDS)})")
+        positive = {
+            'image.width': self.image.width, 'image.height': self.image.height,
+            'task.action_cycle_ms': self.task.action_cycle_ms, 'task.episode_s': self.task.episode_s,
+            'sim.real_time_factor': self.sim.real_time_factor, 'sim.physics_dt': self.sim.physics_dt,
+            'sac.batch_size': self.sac.batch_size, 'sac.replay_capacity': self.sac.replay_capacity,
+            'run.training_minutes': self.run.training_minutes,
+            'safety.watchdog_cycles': self.safety.watchdog_cycles,
+        }
+        for key, value in positive.items():
+            if not value > 0:
+                raise ConfigError(f"'{key}' must be > 0, got {value}")
+        if self.sac.crop_height > self.image.height or self.sac.crop_width > self.image.width:
+            raise ConfigError(
+                f"crop {self.sac.crop_height}x{self.sac.crop_width} is larger than the image "
+                f"{self.image.height}x{self.image.width} (set sac.crop_height/crop_width)")
+        steps = self.sim.clock_period_ms / 1000.0 / self.sim.physics_dt
+        if abs(steps - round(steps)) > 1e-6 or round(steps) < 1:
+            raise ConfigError(f"'sim.clock_period_ms' ({self.sim.clock_period_ms:g}) must be a "
+                              f"whole number of physics steps ({self.sim.physics_dt:g} s)")
+        if not 0 < self.safety.velocity_fraction <= 1:
+            raise ConfigError("'safety.velocity_fraction' must be in (0, 1]")
+        if self.run.init_random_steps < 0:
+            raise ConfigError("'run.init_random_steps' must be >= 0")
+        return self
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, '__name__', str(tp))
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and not (isinstance(value, tp) and
+                                              not (tp is int and isinstance(value, bool))):
+        raise ConfigError(f"'{key}' must be {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _apply(obj: Any, data: dict, prefix: str = '') -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"'{prefix.rstrip('.') or 'config'}' must be a mapping, got {data!r}")
+    hints = get_type_hints(type(obj))
+    for key, value in data.items():
+        full = f'{prefix}{key}'
+        if key not in hints:
+            known = ', '.join(hints)
+            raise ConfigError(f"unknown key '{full}' (known here: {known})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _apply(current, value, full + '.')
+        else:
+            setattr(obj, key, _coerce(full, value, hints[key]))
+
+
+def parse_override(text: str) -> dict:
+    """'sac.batch_size=32' -> {'sac': {'batch_size': 32}} (value parsed as YAML)."""
+    if '=' not in text:
+        raise ConfigError(f"override '{text}' is not of the form key=value")
+    key, raw = text.split('=', 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override '{text}': value is not valid YAML ({err})") from None
+    out: dict = {}
+    node = out
+    parts = key.strip().split('.')
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def read_yaml(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        first = str(err).splitlines()[0] if str(err) else 'parse error'
+        raise ConfigError(f"{path}: malformed YAML ({first})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def load_config(*sources: dict | str | os.PathLike) -> ExperimentConfig:
+    """Build a validated config from defaults plus dicts or YAML files, later ones winning."""
+    cfg = ExperimentConfig()
+    for source in sources:
+        data = source if isinstance(source, dict) else read_yaml(source)
+        try:
+            _apply(cfg, data)
+        except ConfigError as err:
+            where = '' if isinstance(source, dict) else f'{source}: '
+            raise ConfigError(f'{where}{err}') from None
+    return cfg.validate()
+
+
+def config_from_dict(data: dict) -> ExperimentConfig:
+    return load_config(data)

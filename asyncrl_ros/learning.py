@@ -1,0 +1,90 @@
+"""Where learning happens, seen from the policy's action cycle.
+
+The policy node talks to one of these backends and never knows the mode:
+`InProcessLearner` is Seq-SAC (sync): store, sample and update in the policy's own
+turn, so a slow update stretches the cycle exactly as on a real robot.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import numpy as np
+import torch
+
+from asyncrl_ros.config import ExperimentConfig
+from asyncrl_ros.replay import FrameReplay
+from asyncrl_ros.sac import SACAgent
+
+
+class FrameStacker:
+    """The last k frames (C,H,W) as one (k*C,H,W) array; an episode starts with k copies."""
+
+    def __init__(self, k: int):
+        self.frames: deque = deque(maxlen=k)
+
+    def reset(self, frame: np.ndarray) -> None:
+        for _ in range(self.frames.maxlen):
+            self.frames.append(frame)
+
+    def push(self, frame: np.ndarray) -> None:
+        self.frames.append(frame)
+
+    def stacked(self) -> np.ndarray:
+        return np.concatenate(list(self.frames), axis=0)
+
+
+class InProcessLearner:
+    """Replay and SAC in the acting process (sync mode)."""
+
+    def __init__(self, cfg: ExperimentConfig, proprio_dim: int, action_dim: int):
+        self.cfg = cfg
+        torch.set_num_threads(cfg.sac.torch_threads)
+        frame_shape = (3, cfg.image.height, cfg.image.width)
+        stacked = (3 * cfg.sac.frame_stack, cfg.image.height, cfg.image.width)
+        self.agent = SACAgent(cfg.sac, stacked, proprio_dim, action_dim, seed=cfg.run.seed)
+        self.replay = FrameReplay(cfg.sac.replay_capacity, frame_shape, proprio_dim, action_dim,
+                                  frame_stack=cfg.sac.frame_stack, seed=cfg.run.seed)
+        self.updates = 0
+        self.steps = 0
+        self.last_metrics: dict = {}
+
+    @property
+    def weights_version(self) -> int:
+        # In-process, the acting weights are always the newest.
+        return self.updates
+
+    def act(self, stacked: np.ndarray, proprio: np.ndarray) -> np.ndarray:
+        return self.agent.act(stacked, proprio, deterministic=False)
+
+    def start_episode(self, frame: np.ndarray, proprio: np.ndarray) -> None:
+        self.replay.start_episode(frame, proprio)
+
+    def add(self, action, reward, next_frame, next_proprio, terminal: bool) -> None:
+        self.replay.add(action, reward, next_frame, next_proprio, terminal)
+        self.steps += 1
+
+    def learn(self) -> dict:
+        """Sample and update as the cap allows; returns component times in ms."""
+        timings = {'sampling_ms': 0.0, 'update_ms': 0.0}
+        cfg = self.cfg
+        learning_steps = self.steps - cfg.run.init_random_steps
+        if learning_steps <= 0 or len(self.replay) < cfg.sac.batch_size:
+            return timings
+        # The cap counts steps since learning began: no burst to catch up on the random phase.
+        while self.updates < cfg.run.max_updates_per_step * learning_steps:
+            t0 = time.perf_counter()
+            batch = self.replay.sample(cfg.sac.batch_size, (cfg.sac.crop_height, cfg.sac.crop_width))
+            t1 = time.perf_counter()
+            self.last_metrics = self.agent.update(batch)
+            t2 = time.perf_counter()
+            self.updates += 1
+            timings['sampling_ms'] += (t1 - t0) * 1e3
+            timings['update_ms'] += (t2 - t1) * 1e3
+        return timings
+
+    def state_dict(self) -> dict:
+        return {'updates': self.updates, 'steps': self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.updates, self.steps = int(state['updates']), int(state['steps'])

@@ -1,0 +1,142 @@
+"""arm_driver: the safety layer between the policy and the robot's velocity controller.
+
+Every command that reaches the robot passes the core SafetyFilter (clamp, joint
+limits, workspace box, ramping) on a fixed-rate timer, and a watchdog zeroes the
+output when the policy or the joint states go quiet. It also owns homing: a
+bounded joint-space move to the home pose in about `reset_s`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Float64MultiArray
+from std_srvs.srv import Trigger
+
+from asyncrl_ros.arms import get_arm
+from asyncrl_ros.nodes.common import (COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, SERVICE_HOME,
+                                      TOPIC_HOMING, TOPIC_JOINT_STATES, TOPIC_POLICY_COMMAND,
+                                      TOPIC_ROBOT_COMMAND, declare, declare_config)
+from asyncrl_ros.safety import SafetyFilter, Watchdog
+
+
+class ArmDriverNode(Node):
+    def __init__(self):
+        super().__init__('arm_driver')
+        cfg = declare_config(self)
+        self.arm = get_arm(cfg.arm)
+        cycle = declare(self, 'action_cycle_ms', cfg.task.action_cycle_ms,
+                        'Policy action cycle, ms (sets the watchdog)') / 1000.0
+        self.period = declare(self, 'output_period_ms', 10.0,
+                              'Period of commands sent to the robot, ms') / 1000.0
+        self.reset_s = declare(self, 'reset_s', cfg.task.reset_s, 'Duration of homing, s')
+        self.filter = SafetyFilter(self.arm.safety_limits(cfg.safety, lookahead=cycle),
+                                   self.arm.fk_position)
+        watchdog_s = cfg.safety.watchdog_cycles * cycle
+        self.policy_watchdog = Watchdog(watchdog_s)
+        self.state_watchdog = Watchdog(watchdog_s)
+
+        self.q: np.ndarray | None = None
+        self.command = np.zeros(self.arm.n_joints)
+        self.last_output = np.zeros(self.arm.n_joints)
+        self.homing_since: float | None = None
+        self.home_start_q: np.ndarray | None = None
+        self.events: dict[str, int] = {}
+
+        self.out_pub = self.create_publisher(Float64MultiArray, TOPIC_ROBOT_COMMAND, COMMAND_QOS)
+        self.homing_pub = self.create_publisher(Bool, TOPIC_HOMING, LATCHED_QOS)
+        self.create_subscription(Float64MultiArray, TOPIC_POLICY_COMMAND, self.on_command,
+                                 COMMAND_QOS)
+        self.create_subscription(JointState, TOPIC_JOINT_STATES, self.on_joint_state, SENSOR_QOS)
+        self.create_service(Trigger, SERVICE_HOME, self.on_home)
+        self.create_timer(self.period, self.tick)
+        self.homing_pub.publish(Bool(data=False))
+        self.get_logger().info(
+            f'{self.arm.name}: watchdog {watchdog_s * 1e3:.0f} ms, ramp '
+            f'{cfg.safety.max_acceleration:g} rad/s^2, workspace {self.arm.workspace_min} .. '
+            f'{self.arm.workspace_max}')
+
+    def now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def on_command(self, msg: Float64MultiArray):
+        # Validation happens in the filter at output time; keep the raw values here.
+        self.command = np.asarray(msg.data, dtype=float)
+        self.policy_watchdog.feed(self.now())
+
+    def on_joint_state(self, msg: JointState):
+        try:
+            self.q = self.arm.order_joints(msg.name, msg.position)
+        except ValueError as err:
+            self.get_logger().error(str(err), throttle_duration_sec=5.0)
+            return
+        self.state_watchdog.feed(self.now())
+
+    def on_home(self, request, response):
+        if self.q is None:
+            response.success, response.message = False, 'no joint states yet'
+            return response
+        self.homing_since, self.home_start_q = self.now(), self.q.copy()
+        self.homing_pub.publish(Bool(data=True))
+        response.success, response.message = True, f'homing over {self.reset_s:g} s'
+        return response
+
+    def count(self, events):
+        for event in events:
+            self.events[event] = self.events.get(event, 0) + 1
+
+    def tick(self):
+        now = self.now()
+        if self.q is None or self.state_watchdog.expired(now):
+            # No fresh joint state: we cannot check anything, so stop.
+            self.publish(np.zeros(self.arm.n_joints), ['state_silent'])
+            return
+        if self.homing_since is not None:
+            desired = self.homing_command(now)
+        elif self.policy_watchdog.expired(now):
+            desired = np.zeros(self.arm.n_joints)
+            self.count(['watchdog'])
+        else:
+            desired = self.command
+        safe, events = self.filter.filter(desired, self.q, self.period)
+        self.publish(safe, events)
+
+    def homing_command(self, now: float) -> np.ndarray:
+        elapsed = now - self.homing_since
+        error = self.arm.home_qpos - self.q
+        if np.max(np.abs(error)) < 0.01 or elapsed > 3 * self.reset_s:
+            if np.max(np.abs(error)) >= 0.01:
+                self.get_logger().warning(f'homing timed out, error {np.max(np.abs(error)):.3f} rad')
+            self.homing_since = None
+            self.filter.reset()
+            self.homing_pub.publish(Bool(data=False))
+            return np.zeros(self.arm.n_joints)
+        # Arrive together at reset_s; the filter bounds speed and acceleration.
+        remaining = max(self.reset_s - elapsed, 0.25)
+        return error / remaining
+
+    def publish(self, command: np.ndarray, events):
+        self.count(events)
+        self.last_output = command
+        self.out_pub.publish(Float64MultiArray(data=[float(v) for v in command]))
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = ArmDriverNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        # Leave the robot stopped whatever happened above.
+        if rclpy.ok():
+            node.out_pub.publish(Float64MultiArray(data=[0.0] * node.arm.n_joints))
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()

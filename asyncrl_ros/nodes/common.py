@@ -1,0 +1,84 @@
+"""What every node shares: config loading from the `config_file` parameter, QoS, stamps."""
+from __future__ import annotations
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
+
+from asyncrl_ros.config import ExperimentConfig, load_config
+
+# Camera frames and joint states: the newest value matters, a late one is useless.
+SENSOR_QOS = qos_profile_sensor_data
+# Velocity commands: ros2_control's forward controllers subscribe reliable.
+COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Rewards must all arrive: the policy pairs each with its image by stamp.
+REWARD_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+# State that a late joiner must still get (target pose, homing flag, markers).
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                         history=HistoryPolicy.KEEP_LAST)
+METRICS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+# Topic names shared by the graph (real drivers fix the command topic).
+TOPIC_JOINT_STATES = '/joint_states'
+TOPIC_IMAGE = '/camera/image_raw'
+TOPIC_ROBOT_COMMAND = '/forward_velocity_controller/commands'
+TOPIC_POLICY_COMMAND = '/arm_driver/command'
+TOPIC_HOMING = '/arm_driver/homing'
+SERVICE_HOME = '/arm_driver/home'
+TOPIC_REWARD = '/reward'
+TOPIC_REWARD_MASK = '/reward/mask'
+TOPIC_TARGET_POSE = '/target_monitor/target_pose'
+TOPIC_MARKERS = '/target_monitor/markers'
+TOPIC_STEP_METRICS = '/policy/step_metrics'
+TOPIC_EPISODE_METRICS = '/policy/episode_metrics'
+
+
+def declare_config(node: Node) -> ExperimentConfig:
+    """Declare `config_file` and load the experiment config it names (defaults if empty)."""
+    node.declare_parameter('config_file', '', ParameterDescriptor(
+        description='Resolved experiment YAML (written by the bringup into the run folder)',
+        read_only=True))
+    path = node.get_parameter('config_file').value
+    return load_config(path) if path else load_config()
+
+
+def declare(node: Node, name: str, default, description: str, read_only: bool = True):
+    """Declare one parameter whose default comes from the config (its single source)."""
+    node.declare_parameter(name, default, ParameterDescriptor(description=description,
+                                                              read_only=read_only))
+    return node.get_parameter(name).value
+
+
+def to_time_msg(seconds: float) -> Time:
+    ns = int(round(seconds * 1e9))
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def stamp_ns(stamp: Time) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def image_to_numpy(msg) -> np.ndarray:
+    """sensor_msgs/Image rgb8 -> (H, W, 3) uint8 (no cv_bridge on PyPI, and none needed)."""
+    if msg.encoding not in ('rgb8', 'bgr8'):
+        raise ValueError(f'unsupported image encoding {msg.encoding!r} (need rgb8)')
+    arr = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)[:, :msg.width * 3]
+    arr = arr.reshape(msg.height, msg.width, 3)
+    return arr[..., ::-1] if msg.encoding == 'bgr8' else arr
+
+
+def numpy_to_image(node_clock_stamp: Time, array: np.ndarray, encoding: str, frame_id: str = ''):
+    from sensor_msgs.msg import Image
+    msg = Image()
+    msg.header.stamp = node_clock_stamp
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = int(array.shape[0]), int(array.shape[1])
+    msg.encoding = encoding
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    msg.step = msg.width * channels
+    msg.data = np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    return msg

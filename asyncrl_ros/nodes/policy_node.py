@@ -1,0 +1,353 @@
+"""policy: acts on a fixed timer at the action cycle time and runs the episodes.
+
+Each turn of the timer: take the newest camera frame whose reward has arrived
+(paired by stamp), store the transition of the previous action, act, publish the
+joint velocities. In sync mode the learning backend then samples and updates in the
+same turn, so a slow update stretches the measured cycle, as on the real robot.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool, Float64MultiArray
+from std_srvs.srv import Trigger
+
+from asyncrl_ros.arms import get_arm
+from asyncrl_ros.checkpoint import load_checkpoint, save_checkpoint
+from asyncrl_ros.learning import FrameStacker, InProcessLearner
+from asyncrl_ros.nodes.common import (COMMAND_QOS, LATCHED_QOS, METRICS_QOS, REWARD_QOS,
+                                      SENSOR_QOS, SERVICE_HOME, TOPIC_EPISODE_METRICS,
+                                      TOPIC_HOMING, TOPIC_IMAGE, TOPIC_JOINT_STATES,
+                                      TOPIC_POLICY_COMMAND, TOPIC_REWARD, TOPIC_STEP_METRICS,
+                                      declare, declare_config, image_to_numpy, stamp_ns)
+from asyncrl_ros.run_log import RunLog, percentile_summary
+from asyncrl_ros_interfaces.msg import EpisodeMetrics, Reward, StepMetrics
+
+CHECKPOINT = 'checkpoint.pt'
+
+
+class PolicyNode(Node):
+    def __init__(self):
+        super().__init__('policy')
+        self.cfg = cfg = declare_config(self)
+        run_dir = declare(self, 'run_dir', '', 'Run folder for logs and checkpoints')
+        resume = declare(self, 'resume', False, 'Continue from run_dir/checkpoint.pt')
+        self.explore = declare(self, 'explore', True, 'Sample actions (False: act on the mean)',
+                               read_only=False)
+        if not run_dir:
+            raise ValueError("parameter 'run_dir' is required")
+        self.arm = get_arm(cfg.arm)
+        self.cycle = cfg.task.action_cycle_ms / 1000.0
+        self.steps_per_episode = int(round(cfg.task.episode_s / self.cycle))
+        self.action_scale = self.arm.velocity_limits * cfg.safety.velocity_fraction
+        n = self.arm.n_joints
+        self.proprio_dim = 3 * n
+        self.learner = InProcessLearner(cfg, self.proprio_dim, n)
+        self.stacker = FrameStacker(cfg.sac.frame_stack)
+        self.rng = np.random.default_rng(cfg.run.seed)
+        self.log = RunLog(run_dir, title=f'{Path(run_dir).name} ({cfg.mode})')
+        self.checkpoint_path = Path(run_dir) / CHECKPOINT
+
+        # Counters that a checkpoint carries.
+        self.episode = 0
+        self.total_steps = 0
+        self.training_time_s = 0.0
+        if resume:
+            self.restore()
+
+        # Latest inputs, filled by callbacks; all work happens in the timer.
+        self.images: OrderedDict[int, Image] = OrderedDict()
+        self.rewards: dict[int, float] = {}
+        self.q = self.qd = None
+        self.homing = False
+        self.homing_seen = False
+        self.homing_done_ns: int | None = None
+        self.last_obs_ns = -1
+
+        self.state = 'start'
+        self.t = 0
+        self.prev_action = np.zeros(n, dtype=np.float32)
+        self.ep_return = 0.0
+        self.ep_cycles: list[float] = []
+        self.ep_random = 0
+        self.ep_start_sim = self.ep_start_wall = 0.0
+        self.last_tick_ns: int | None = None
+        self.done = False
+
+        self.cmd_pub = self.create_publisher(Float64MultiArray, TOPIC_POLICY_COMMAND, COMMAND_QOS)
+        self.step_pub = self.create_publisher(StepMetrics, TOPIC_STEP_METRICS, METRICS_QOS)
+        self.episode_pub = self.create_publisher(EpisodeMetrics, TOPIC_EPISODE_METRICS, METRICS_QOS)
+        self.create_subscription(Image, TOPIC_IMAGE, self.on_image, SENSOR_QOS)
+        self.create_subscription(Reward, TOPIC_REWARD, self.on_reward, REWARD_QOS)
+        self.create_subscription(JointState, TOPIC_JOINT_STATES, self.on_joint_state, SENSOR_QOS)
+        self.create_subscription(Bool, TOPIC_HOMING, self.on_homing, LATCHED_QOS)
+        self.home_client = self.create_client(Trigger, SERVICE_HOME)
+        self.create_timer(self.cycle, self.tick)
+        self.get_logger().info(
+            f'{cfg.mode} policy: cycle {cfg.task.action_cycle_ms:g} ms, {self.steps_per_episode} '
+            f'steps per episode, {cfg.run.init_random_steps} random steps, batch '
+            f'{cfg.sac.batch_size}, run folder {run_dir}')
+
+    # ---- callbacks: store only ----
+    def on_image(self, msg: Image):
+        self.images[stamp_ns(msg.header.stamp)] = msg
+        while len(self.images) > 16:
+            self.images.popitem(last=False)
+
+    def on_reward(self, msg: Reward):
+        self.rewards[stamp_ns(msg.header.stamp)] = msg.reward
+        if len(self.rewards) > 64:
+            for key in sorted(self.rewards)[:-32]:
+                del self.rewards[key]
+
+    def on_joint_state(self, msg: JointState):
+        try:
+            self.q = self.arm.order_joints(msg.name, msg.position)
+            self.qd = self.arm.order_joints(msg.name, msg.velocity)
+        except ValueError as err:
+            self.get_logger().error(str(err), throttle_duration_sec=5.0)
+
+    def on_homing(self, msg: Bool):
+        if msg.data:
+            self.homing_seen = True
+        elif self.homing_seen:
+            self.homing_done_ns = self.get_clock().now().nanoseconds
+        self.homing = msg.data
+
+    # ---- the action cycle ----
+    def observation(self):
+        """Newest frame whose reward has arrived and that is newer than the last one used."""
+        for key in reversed(self.images):
+            if key in self.rewards and key > self.last_obs_ns and self.q is not None:
+                frame = image_to_numpy(self.images[key]).transpose(2, 0, 1).copy()
+                proprio = np.concatenate([self.q, self.qd, self.prev_action]).astype(np.float32)
+                return key, frame, self.rewards[key], proprio
+        return None
+
+    def tick(self):
+        if self.done:
+            return
+        now_ns = self.get_clock().now().nanoseconds
+        if self.state == 'start':
+            self.request_home()
+            return
+        if self.state == 'resetting':
+            if not self.reset_finished():
+                return
+            self.begin_episode()
+            if self.state != 'running':
+                return
+        t_env = time.perf_counter()
+        obs = self.observation()
+        if obs is None:
+            self.get_logger().warning('no new camera frame with reward this cycle',
+                                      throttle_duration_sec=5.0)
+            return
+        stamp, frame, reward, proprio = obs
+        self.last_obs_ns = stamp
+        cycle_ms = (now_ns - self.last_tick_ns) / 1e6 if self.last_tick_ns else float('nan')
+        self.last_tick_ns = now_ns
+        if self.t > 0:
+            self.learner.add(self.prev_action, reward, frame, proprio, terminal=False)
+            self.ep_return += reward
+            self.ep_cycles.append(cycle_ms)
+        self.stacker.push(frame)
+        if self.t >= self.steps_per_episode:
+            self.end_episode()
+            return
+
+        t_act = time.perf_counter()
+        random_action = self.total_steps < self.cfg.run.init_random_steps
+        if random_action:
+            action = self.rng.uniform(-1.0, 1.0, self.arm.n_joints).astype(np.float32)
+            self.ep_random += 1
+        else:
+            action = self.learner.act(self.stacker.stacked(), proprio).astype(np.float32)
+        t_pub = time.perf_counter()
+        self.publish_command(action)
+        t_learn = time.perf_counter()
+        timings = self.learner.learn()
+        env_ms = ((t_act - t_env) + (t_learn - t_pub)) * 1e3
+        act_ms = (t_pub - t_act) * 1e3
+
+        self.prev_action = action
+        self.t += 1
+        self.total_steps += 1
+        row = {'step': self.total_steps, 'episode': self.episode, 'cycle_ms': cycle_ms,
+               'action_ms': act_ms, 'environment_ms': env_ms, 'reward': reward,
+               'updates': self.learner.updates, 'weights_version': self.learner.weights_version,
+               **timings}
+        self.log.step(row)
+        self.publish_step_metrics(row, random_action)
+
+    def publish_command(self, action: np.ndarray):
+        if not np.all(np.isfinite(action)):
+            # A NaN from the network must never reach the robot; the driver would zero it too.
+            self.get_logger().error('non-finite action from the actor; sending zero')
+            action = np.zeros_like(action)
+        velocity = np.clip(action, -1.0, 1.0) * self.action_scale
+        self.cmd_pub.publish(Float64MultiArray(data=[float(v) for v in velocity]))
+
+    def publish_step_metrics(self, row: dict, random_action: bool):
+        msg = StepMetrics()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.step, msg.episode, msg.reward = row['step'], row['episode'], float(row['reward'])
+        msg.cycle_ms = float(row['cycle_ms']) if np.isfinite(row['cycle_ms']) else 0.0
+        msg.action_ms, msg.environment_ms = row['action_ms'], row['environment_ms']
+        msg.sampling_ms, msg.update_ms = row['sampling_ms'], row['update_ms']
+        msg.updates, msg.weights_version = row['updates'], row['weights_version']
+        msg.replay_size = len(self.learner.replay)
+        msg.random_action = random_action
+        self.step_pub.publish(msg)
+
+    # ---- episodes ----
+    def request_home(self):
+        if not self.home_client.service_is_ready():
+            self.get_logger().info('waiting for arm_driver home service', throttle_duration_sec=5.0)
+            return
+        self.cmd_pub.publish(Float64MultiArray(data=[0.0] * self.arm.n_joints))
+        self.homing_seen = False
+        self.homing_done_ns = None
+        future = self.home_client.call_async(Trigger.Request())
+        future.add_done_callback(self.on_home_response)
+        self.state = 'resetting'
+
+    def on_home_response(self, future):
+        response = future.result()
+        if response is None or not response.success:
+            msg = response.message if response else 'no response'
+            self.get_logger().warning(f'homing refused ({msg}); asking again')
+            self.state = 'start'
+
+    def reset_finished(self) -> bool:
+        if self.homing_done_ns is None:
+            return False
+        # A frame taken after homing ended shows the new target from the home pose.
+        newest = next(reversed(self.images), -1) if self.images else -1
+        return newest > self.homing_done_ns and newest in self.rewards and self.q is not None
+
+    def begin_episode(self):
+        self.prev_action[:] = 0.0
+        obs = self.observation()
+        if obs is None:
+            return
+        stamp, frame, _, proprio = obs
+        self.last_obs_ns = stamp
+        self.last_tick_ns = self.get_clock().now().nanoseconds
+        self.stacker.reset(frame)
+        self.learner.start_episode(frame, proprio)
+        self.t = 0
+        self.ep_return, self.ep_cycles, self.ep_random = 0.0, [], 0
+        self.ep_start_sim = self.get_clock().now().nanoseconds * 1e-9
+        self.ep_start_wall = time.monotonic()
+        self.state = 'running'
+        # The first action of the episode comes in this same turn; `observation` above
+        # consumed the frame, so hand it back to the acting code.
+        self.last_obs_ns = stamp - 1
+
+    def end_episode(self):
+        self.cmd_pub.publish(Float64MultiArray(data=[0.0] * self.arm.n_joints))
+        sim_time = self.get_clock().now().nanoseconds * 1e-9 - self.ep_start_sim
+        self.training_time_s += sim_time
+        self.episode += 1
+        cycles = percentile_summary([c for c in self.ep_cycles if np.isfinite(c)])
+        row = {'episode': self.episode, 'return': self.ep_return, 'steps': self.t,
+               'total_steps': self.total_steps, 'sim_time_s': sim_time,
+               'wall_time_s': self.log.wall_time(), 'updates': self.learner.updates,
+               'updates_per_step': self.learner.updates / max(self.total_steps, 1),
+               'cycle_mean_ms': cycles['mean'], 'cycle_p99_ms': cycles['p99'],
+               'random_steps': self.ep_random}
+        self.log.episode(row)
+        self.publish_episode_metrics(row, sim_time)
+        print(f"[episode {self.episode:4d}] return {self.ep_return:8.3f}  steps {self.t:3d}  "
+              f"total {self.total_steps:6d}  updates {self.learner.updates:6d}  cycle "
+              f"{cycles['mean']:6.1f}/{cycles['p99']:6.1f} ms (mean/p99, sim)  "
+              f"train {self.training_time_s / 60:5.1f}/{self.cfg.run.training_minutes:g} min  "
+              f"wall {self.log.wall_time() / 60:6.1f} min", flush=True)
+        finished = (self.training_time_s >= self.cfg.run.training_minutes * 60 or
+                    (self.cfg.run.max_episodes and self.episode >= self.cfg.run.max_episodes))
+        if finished or self.episode % self.cfg.run.checkpoint_every_episodes == 0:
+            self.save()
+        if self.episode % 5 == 0 or finished:
+            self.log.plot()
+        if finished:
+            self.finish()
+        else:
+            self.request_home()
+
+    def publish_episode_metrics(self, row: dict, sim_time: float):
+        msg = EpisodeMetrics()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.episode, msg.episode_return, msg.steps = row['episode'], float(row['return']), row['steps']
+        msg.total_steps, msg.sim_time_s = row['total_steps'], sim_time
+        msg.wall_time_s, msg.updates = row['wall_time_s'], row['updates']
+        msg.cycle_mean_ms = float(np.nan_to_num(row['cycle_mean_ms']))
+        msg.cycle_p99_ms = float(np.nan_to_num(row['cycle_p99_ms']))
+        self.episode_pub.publish(msg)
+
+    def finish(self):
+        self.done = True
+        summary = self.log.timing_summary()
+        self.get_logger().info(
+            f'run finished: {self.episode} episodes, {self.total_steps} steps, '
+            f'{self.learner.updates} updates; timing summary in {self.log.dir}/timing_summary.txt')
+        if summary:
+            print((self.log.dir / 'timing_summary.txt').read_text(), flush=True)
+
+    # ---- checkpoints ----
+    def save(self):
+        t0 = time.perf_counter()
+        extra = {'episode': self.episode, 'total_steps': self.total_steps,
+                 'training_time_s': self.training_time_s, 'wall_time_s': self.log.wall_time(),
+                 'learner': self.learner.state_dict(), 'rng': self.rng.bit_generator.state,
+                 'config': self.cfg.to_dict()}
+        save_checkpoint(self.checkpoint_path, self.learner.agent, self.learner.replay, extra)
+        self.log.timing_summary()
+        self.get_logger().info(f'checkpoint saved ({len(self.learner.replay)} transitions, '
+                               f'{self.learner.updates} updates) in {time.perf_counter() - t0:.1f} s')
+
+    def restore(self):
+        if not self.checkpoint_path.is_file():
+            raise FileNotFoundError(f'--resume: no checkpoint at {self.checkpoint_path}')
+        state = load_checkpoint(self.checkpoint_path)
+        self.learner.agent.load_state_dict(state['agent'])
+        self.learner.replay.load_state_dict(state['replay'])
+        extra = state['extra']
+        self.learner.load_state_dict(extra['learner'])
+        self.episode, self.total_steps = extra['episode'], extra['total_steps']
+        self.training_time_s = extra['training_time_s']
+        self.log.wall_offset = extra['wall_time_s']
+        self.rng.bit_generator.state = extra['rng']
+        self.get_logger().info(f'resumed at episode {self.episode}, step {self.total_steps}, '
+                               f'{self.learner.updates} updates, replay {len(self.learner.replay)}')
+
+    def shutdown(self):
+        """Ctrl-C / SIGTERM: stop the arm and save everything learned so far."""
+        if not self.done and self.total_steps > 0:
+            self.save()
+            self.log.plot()
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = PolicyNode()
+    try:
+        while rclpy.ok() and not node.done:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()

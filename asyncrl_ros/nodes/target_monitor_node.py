@@ -1,0 +1,90 @@
+"""target_monitor: places the target at each reset and shows it and the workspace in rviz.
+
+A new target spot is drawn whenever the arm starts homing, so each episode starts
+with the target somewhere new on the table inside the workspace footprint. Markers
+are in the fixed `world` frame (no /tf needed).
+"""
+from __future__ import annotations
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import Point, PoseStamped
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from std_msgs.msg import Bool
+from visualization_msgs.msg import Marker, MarkerArray
+
+from asyncrl_ros.arms import get_arm
+from asyncrl_ros.nodes.common import (LATCHED_QOS, TOPIC_HOMING, TOPIC_MARKERS,
+                                      TOPIC_TARGET_POSE, declare, declare_config)
+from asyncrl_ros.sim.scene import TARGET_HALF_SIZE, random_target_position
+
+FRAME = 'world'
+
+
+class TargetMonitorNode(Node):
+    def __init__(self):
+        super().__init__('target_monitor')
+        cfg = declare_config(self)
+        self.arm = get_arm(cfg.arm)
+        seed = declare(self, 'seed', cfg.run.seed, 'Random seed of target placement')
+        self.rng = np.random.default_rng(seed + 1)
+        self.pose_pub = self.create_publisher(PoseStamped, TOPIC_TARGET_POSE, LATCHED_QOS)
+        self.marker_pub = self.create_publisher(MarkerArray, TOPIC_MARKERS, LATCHED_QOS)
+        self.create_subscription(Bool, TOPIC_HOMING, self.on_homing, LATCHED_QOS)
+        self.homing = False
+        self.target = random_target_position(self.rng)
+        self.placements = 0
+        self.publish()
+
+    def on_homing(self, msg: Bool):
+        if msg.data and not self.homing:
+            self.target = random_target_position(self.rng)
+            self.placements += 1
+            self.publish()
+        self.homing = msg.data
+
+    def publish(self):
+        stamp = self.get_clock().now().to_msg()
+        pose = PoseStamped()
+        pose.header.stamp, pose.header.frame_id = stamp, FRAME
+        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = map(float, self.target)
+        pose.pose.orientation.w = 1.0
+        self.pose_pub.publish(pose)
+
+        target = Marker(ns='target', id=0, type=Marker.CUBE, action=Marker.ADD)
+        target.header = pose.header
+        target.pose = pose.pose
+        target.scale.x, target.scale.y, target.scale.z = map(float, 2 * TARGET_HALF_SIZE)
+        target.color.r, target.color.a = 1.0, 1.0
+
+        box = Marker(ns='workspace', id=1, type=Marker.LINE_LIST, action=Marker.ADD)
+        box.header = pose.header
+        box.pose.orientation.w = 1.0
+        box.scale.x = 0.005
+        box.color.g, box.color.b, box.color.a = 0.8, 1.0, 1.0
+        lo, hi = self.arm.workspace_min, self.arm.workspace_max
+        corners = [np.array([x, y, z]) for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
+                   for z in (lo[2], hi[2])]
+        for i, a in enumerate(corners):
+            for b in corners[i + 1:]:
+                if np.count_nonzero(a != b) == 1:   # edges differ in exactly one axis
+                    box.points += [Point(x=float(a[0]), y=float(a[1]), z=float(a[2])),
+                                   Point(x=float(b[0]), y=float(b[1]), z=float(b[2]))]
+        self.marker_pub.publish(MarkerArray(markers=[target, box]))
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = TargetMonitorNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()

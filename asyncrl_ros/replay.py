@@ -1,0 +1,183 @@
+"""Replay buffer that stores every camera frame once and rebuilds frame stacks by index.
+
+Frames live in a ring indexed by an absolute frame counter t (slot = t % capacity). Frame t is
+either the first frame of an episode or the next frame of the transition (t-1 -> t), whose action,
+reward and terminal flag are stored beside it. A stack ending at frame t is frames
+t-frame_stack+1 .. t (oldest first), with indices before the episode's first frame clamped to it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from asyncrl_ros.augment import crop_at
+
+
+class FrameReplay:
+    """Uniform replay of pixel transitions; each frame is held once, not 2*frame_stack times."""
+
+    _ARRAYS = ("frames", "proprio", "action", "reward", "terminal", "is_first", "episode_start")
+
+    def __init__(self, capacity: int, frame_shape: tuple[int, int, int], proprio_dim: int,
+                 action_dim: int, frame_stack: int = 3, seed: int = 0):
+        if capacity <= frame_stack + 1:
+            raise ValueError(f"capacity {capacity} must exceed frame_stack + 1 = {frame_stack + 1}")
+        if frame_stack < 1 or len(frame_shape) != 3 or min(frame_shape) <= 0:
+            raise ValueError(f"bad frame_stack={frame_stack} or frame_shape={frame_shape}")
+        self.capacity, self.frame_stack = int(capacity), int(frame_stack)
+        self.frame_shape = tuple(int(s) for s in frame_shape)
+        self.proprio_dim, self.action_dim = int(proprio_dim), int(action_dim)
+        # np.zeros maps pages lazily, so a large, mostly empty buffer costs little memory.
+        self.frames = np.zeros((capacity, *self.frame_shape), np.uint8)
+        self.proprio = np.zeros((capacity, proprio_dim), np.float32)  # proprioception at frame t
+        self.action = np.zeros((capacity, action_dim), np.float32)    # transition (t-1 -> t)
+        self.reward = np.zeros(capacity, np.float32)
+        self.terminal = np.zeros(capacity, bool)
+        self.is_first = np.zeros(capacity, bool)
+        self.episode_start = np.zeros(capacity, np.int64)  # absolute index of frame t's episode start
+        self.total = 0               # frames ever written = absolute index of the next frame
+        self._open_episode = -1      # absolute start of the episode that add() continues; -1: none
+        self._num_first = 0          # episode-first frames currently stored
+        self.rng = np.random.default_rng(seed)
+
+    # ----------------------------------------------------------------- writing
+    def _check(self, frame: np.ndarray, proprio: np.ndarray) -> None:
+        if frame.dtype != np.uint8 or tuple(frame.shape) != self.frame_shape:
+            raise ValueError(f"frame must be uint8 {self.frame_shape}, got {frame.dtype} {frame.shape}")
+        if np.size(proprio) != self.proprio_dim:
+            raise ValueError(f"proprio has {np.size(proprio)} values, expected {self.proprio_dim}")
+
+    def _write(self, frame, proprio, action, reward, terminal, first) -> None:
+        slot = self.total % self.capacity
+        if self.total >= self.capacity and self.is_first[slot]:
+            self._num_first -= 1
+        self.frames[slot] = frame
+        self.proprio[slot] = np.ravel(proprio)
+        self.action[slot] = action
+        self.reward[slot] = reward
+        self.terminal[slot] = terminal
+        self.is_first[slot] = first
+        self.episode_start[slot] = self.total if first else self._open_episode
+        self._num_first += bool(first)
+        self.total += 1
+
+    def start_episode(self, frame: np.ndarray, proprio: np.ndarray) -> None:
+        """Register the first observation of a new episode (ends any open one)."""
+        self._check(frame, proprio)
+        self._open_episode = self.total
+        self._write(frame, proprio, 0.0, 0.0, False, True)
+
+    def add(self, action: np.ndarray, reward: float, next_frame: np.ndarray,
+            next_proprio: np.ndarray, terminal: bool) -> None:
+        """Append one transition to the open episode. terminal=False for time-limit ends (bootstrap)."""
+        if self._open_episode < 0:
+            raise ValueError("add() needs an open episode: call start_episode() first "
+                             "(also after a terminal transition)")
+        self._check(next_frame, next_proprio)
+        if np.size(action) != self.action_dim:
+            raise ValueError(f"action has {np.size(action)} values, expected {self.action_dim}")
+        self._write(next_frame, next_proprio, np.ravel(action), reward, bool(terminal), False)
+        if terminal:
+            self._open_episode = -1
+
+    # ---------------------------------------------------------------- sampling
+    @property
+    def _oldest(self) -> int:
+        return max(0, self.total - self.capacity)
+
+    def _valid(self, t: np.ndarray) -> np.ndarray:
+        """Transitions ending at frame t whose two stacks use only frames still stored."""
+        slots = t % self.capacity
+        oldest_needed = np.maximum(t - self.frame_stack, self.episode_start[slots])
+        return ~self.is_first[slots] & (oldest_needed >= self._oldest)
+
+    def __len__(self) -> int:
+        """Number of sampleable transitions."""
+        stored = min(self.total, self.capacity)
+        # Only the first frame_stack stored frames can have stacks reaching overwritten frames.
+        head = np.arange(self._oldest, min(self._oldest + self.frame_stack, self.total))
+        lost = np.count_nonzero(~self.is_first[head % self.capacity] & ~self._valid(head))
+        return stored - self._num_first - lost
+
+    def _sample_indices(self, batch_size: int) -> np.ndarray:
+        n = len(self)
+        if n == 0:
+            raise ValueError("cannot sample: the replay holds no complete transition yet")
+        stored, chosen, have = min(self.total, self.capacity), [], 0
+        while have < batch_size:  # rejection sampling is uniform over the valid transitions
+            draw = int((batch_size - have) * stored / n * 1.2) + 8
+            t = self.rng.integers(self._oldest, self.total, size=draw)
+            t = t[self._valid(t)]
+            chosen.append(t)
+            have += len(t)
+        return np.concatenate(chosen)[:batch_size]
+
+    def _stack_index(self, t: np.ndarray) -> np.ndarray:
+        """(B, frame_stack + 1) absolute frame indices: obs stack = [:, :-1], next-obs stack = [:, 1:]."""
+        idx = t[:, None] + np.arange(-self.frame_stack, 1)
+        return np.maximum(idx, self.episode_start[t % self.capacity][:, None])
+
+    def _images(self, slots: np.ndarray, crop_hw) -> np.ndarray:
+        b = len(slots)
+        if crop_hw is None:
+            images = self.frames[slots]
+        else:
+            h, w = crop_hw
+            ys = self.rng.integers(0, self.frame_shape[1] - h + 1, size=b)
+            xs = self.rng.integers(0, self.frame_shape[2] - w + 1, size=b)
+            images = crop_at(self.frames, slots, ys, xs, h, w)
+        return images.reshape(b, -1, *images.shape[-2:])
+
+    def sample(self, batch_size: int, crop_hw: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+        """Batch for SACAgent.update; obs and next obs get independent random crops (none if crop_hw is None)."""
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        _, h, w = self.frame_shape
+        if crop_hw is not None and not (0 < crop_hw[0] <= h and 0 < crop_hw[1] <= w):
+            raise ValueError(f"crop_hw {crop_hw} does not fit in frames of {self.frame_shape[1:]}")
+        t = self._sample_indices(batch_size)
+        slots = self._stack_index(t) % self.capacity
+        prev, now = (t - 1) % self.capacity, t % self.capacity
+        return {
+            "obs_image": self._images(slots[:, :-1], crop_hw), "obs_proprio": self.proprio[prev],
+            "action": self.action[now], "reward": self.reward[now],
+            "next_obs_image": self._images(slots[:, 1:], crop_hw), "next_obs_proprio": self.proprio[now],
+            "not_done": (~self.terminal[now]).astype(np.float32),
+        }
+
+    def stacked_obs(self, t: int) -> np.ndarray:
+        """Uncropped (3*frame_stack, H, W) stack ending at absolute frame t (debugging, tests)."""
+        if not self._oldest <= t < self.total:
+            raise ValueError(f"frame {t} is not stored (stored: {self._oldest}..{self.total - 1})")
+        idx = self._stack_index(np.array([t]))[:, 1:]
+        if idx.min() < self._oldest:
+            raise ValueError(f"the stack ending at frame {t} reaches overwritten frames")
+        return self._images(idx % self.capacity, None)[0]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, name).nbytes for name in self._ARRAYS)
+
+    # --------------------------------------------------------------- state I/O
+    def state_dict(self) -> dict:
+        """Stored part of the ring as numpy arrays (views), counters and RNG state."""
+        stored = min(self.total, self.capacity)
+        state = {name: getattr(self, name)[:stored] for name in self._ARRAYS}
+        state.update(capacity=self.capacity, frame_shape=self.frame_shape, proprio_dim=self.proprio_dim,
+                     action_dim=self.action_dim, frame_stack=self.frame_stack, total=self.total,
+                     open_episode=self._open_episode, rng=self.rng.bit_generator.state)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("capacity", "frame_shape", "proprio_dim", "action_dim", "frame_stack"):
+            mine, theirs = getattr(self, key), state[key]
+            if tuple(np.atleast_1d(mine)) != tuple(np.atleast_1d(theirs)):
+                raise ValueError(f"replay state has {key}={theirs}, this buffer has {mine}")
+        total = int(state["total"])
+        stored = min(total, self.capacity)
+        for name in self._ARRAYS:
+            if len(state[name]) != stored:
+                raise ValueError(f"replay state array {name!r} has {len(state[name])} rows, expected {stored}")
+            getattr(self, name)[:stored] = state[name]
+        self.total, self._open_episode = total, int(state["open_episode"])
+        self._num_first = int(np.count_nonzero(self.is_first[:stored]))
+        self.rng.bit_generator.state = state["rng"]

@@ -1,0 +1,35 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = 'asyncrl_ros'
+
+NODES = {
+    'sim_world': 'asyncrl_ros.nodes.sim_world_node:main',
+    'arm_driver': 'asyncrl_ros.nodes.arm_driver_node:main',
+    'reward': 'asyncrl_ros.nodes.reward_node:main',
+    'target_monitor': 'asyncrl_ros.nodes.target_monitor_node:main',
+    'policy': 'asyncrl_ros.nodes.policy_node:main',
+    'bringup': 'asyncrl_ros.bringup:main',
+}
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(include=['asyncrl_ros', 'asyncrl_ros.*']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+        ('share/' + package_name + '/launch', glob('launch/*.py')),
+        ('share/' + package_name + '/config', glob('config/*')),
+    ],
+    package_data={package_name: ['../config/*.yaml']},
+    install_requires=['setuptools'],
+    zip_safe=False,
+    maintainer='asyncrl_ros developers',
+    maintainer_email='asyncrl-ros@users.noreply.github.com',
+    description='Real-time SAC from pixels on robot arms, sync and async, over ROS 2.',
+    license='Apache-2.0',
+    entry_points={'console_scripts': [f'{name} = {target}' for name, target in NODES.items()]
+                  + ['asyncrl = asyncrl_ros.bringup:main']},
+)

@@ -1,0 +1,129 @@
+"""arm_driver over real DDS: a test node speaks the robot's side (joint states in,
+velocity commands out on the ros2_control topic) and the policy's side."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+
+from asyncrl_ros.arms import get_arm
+from asyncrl_ros.kinematics import position_jacobian
+from asyncrl_ros.nodes.common import (COMMAND_QOS, SENSOR_QOS, TOPIC_JOINT_STATES,
+                                      TOPIC_POLICY_COMMAND, TOPIC_ROBOT_COMMAND)
+from conftest import write_config
+
+ARM = get_arm('franka')
+CYCLE_MS = 40.0
+
+
+class FakeRobotSide:
+    """The robot's topics, spoken by a test node: publishes joint states, records commands."""
+
+    def __init__(self, node, q):
+        self.node = node
+        self.q = np.asarray(q, dtype=float)
+        self.outputs: list[tuple[float, np.ndarray]] = []
+        self.js_pub = node.create_publisher(JointState, TOPIC_JOINT_STATES, SENSOR_QOS)
+        self.cmd_pub = node.create_publisher(Float64MultiArray, TOPIC_POLICY_COMMAND, COMMAND_QOS)
+        node.create_subscription(Float64MultiArray, TOPIC_ROBOT_COMMAND, self.on_output, COMMAND_QOS)
+        node.create_timer(0.01, self.publish_state)
+
+    def on_output(self, msg):
+        self.outputs.append((time.monotonic(), np.array(msg.data)))
+
+    def publish_state(self):
+        msg = JointState(name=list(ARM.joint_names), position=self.q.tolist(),
+                         velocity=[0.0] * ARM.n_joints)
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        self.js_pub.publish(msg)
+
+    def command(self, values):
+        self.cmd_pub.publish(Float64MultiArray(data=[float(v) for v in values]))
+
+    def drive(self, values, seconds):
+        """Send `values` every action cycle for `seconds`, like a policy."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.command(values)
+            self.node.spin_for(CYCLE_MS / 1000)
+
+    def latest(self):
+        return self.outputs[-1][1]
+
+
+@pytest.fixture
+def driver(tmp_path, start_node, ros_node):
+    cfg = write_config(tmp_path, {'task': {'action_cycle_ms': CYCLE_MS}})
+    proc = start_node('arm_driver', cfg)
+    side = FakeRobotSide(ros_node, ARM.home_qpos)
+    ros_node.spin_until(lambda: len(side.outputs) > 5 and side.cmd_pub.get_subscription_count() > 0,
+                        30, 'arm_driver to come up')
+    yield side
+    proc.stop()
+
+
+def test_clamps_to_velocity_limits_and_zeroes_nan(driver):
+    big = np.full(ARM.n_joints, 50.0)
+    big[1::2] *= -1
+    driver.drive(big, 1.0)
+    out = driver.latest()
+    assert out.shape == (ARM.n_joints,)
+    assert np.all(np.abs(out) <= ARM.velocity_limits + 1e-9)
+    # Ramped up to the limit (or held back by the workspace), never beyond.
+    assert np.all(np.isfinite(out))
+
+    driver.drive([float('nan')] + [0.1] * (ARM.n_joints - 1), 0.6)
+    assert np.allclose(driver.latest(), 0.0)
+    driver.drive([0.1] * 3, 0.6)   # wrong length
+    assert np.allclose(driver.latest(), 0.0)
+
+
+def test_watchdog_zeroes_after_two_silent_cycles(driver):
+    cmd = np.zeros(ARM.n_joints)
+    cmd[0] = 0.3
+    driver.drive(cmd, 0.8)
+    assert driver.latest()[0] == pytest.approx(0.3, abs=1e-6)
+    last_command = time.monotonic()
+    driver.node.spin_until(lambda: np.allclose(driver.latest(), 0.0), 5, 'zero output')
+    stopped_after = time.monotonic() - last_command
+    # Two cycles of silence, then the ramp down (0.3 rad/s at 15 rad/s^2 = 20 ms), plus
+    # DDS latency and output period on a loaded 2-core machine.
+    assert stopped_after < 2 * CYCLE_MS / 1000 + 0.25, stopped_after
+    # And it really was the policy's silence: with commands the output stayed up.
+    moving = [t for t, v in driver.outputs if abs(v[0]) > 0.29]
+    assert moving and moving[-1] >= last_command - 0.05
+
+
+def test_command_pushing_out_of_workspace_is_held_back(driver):
+    # Find a direction in joint space that moves the flange straight up (+z).
+    q = ARM.home_qpos
+    jac = position_jacobian(ARM.fk_position, q)
+    up = np.linalg.pinv(jac) @ np.array([0.0, 0.0, 1.0])
+    up = up / np.max(np.abs(up) / (0.5 * ARM.velocity_limits))   # within the clamp
+    # Place the arm just under the top of the box and push upward for a while.
+    z_gap = ARM.workspace_max[2] - ARM.fk_position(q)[2]
+    assert z_gap > 0
+    driver.drive(up, 1.0)
+    out = driver.latest()
+    predicted = ARM.fk_position(q + out * (CYCLE_MS / 1000))
+    assert np.all(predicted <= ARM.workspace_max + 1e-6)
+    assert np.all(predicted >= ARM.workspace_min - 1e-6)
+
+
+def test_arm_outside_box_is_driven_back_inside(driver):
+    q = ARM.home_qpos.copy()
+    jac = position_jacobian(ARM.fk_position, q)
+    # Move the arm's state 10 cm above the box (teleport via the joint states we publish).
+    dz = ARM.workspace_max[2] + 0.10 - ARM.fk_position(q)[2]
+    for _ in range(20):
+        q = q + np.linalg.pinv(position_jacobian(ARM.fk_position, q)) @ np.array([0, 0, dz / 20])
+    assert ARM.fk_position(q)[2] > ARM.workspace_max[2] + 0.05
+    driver.q = q
+    driver.drive(np.zeros(ARM.n_joints), 1.0)
+    out = driver.latest()
+    jac = position_jacobian(ARM.fk_position, q)
+    ee_velocity = jac @ out
+    assert ee_velocity[2] < -1e-3, ee_velocity   # heading down, back into the box
