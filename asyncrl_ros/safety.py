@@ -105,8 +105,13 @@ class SafetyFilter:
         xyz = np.asarray(p, dtype=np.float64).tolist()
         return all(lo <= x <= hi for lo, x, hi in zip(self._box_min, xyz, self._box_max))
 
-    def filter(self, command, q, dt: float) -> tuple[np.ndarray, list[str]]:
-        """Safe velocity (n,) for `command` at joint positions `q`, dt s after the previous call."""
+    def filter(self, command, q, dt: float,
+               bound_workspace: bool = True) -> tuple[np.ndarray, list[str]]:
+        """Safe velocity (n,) for `command` at joint positions `q`, dt s after the previous call.
+
+        `bound_workspace=False` skips step 4 only (homing follows a joint-space path that may
+        graze the box); speed, joint limits and the ramp still apply.
+        """
         lim = self.limits
         if not (isinstance(dt, (int, float, np.integer, np.floating)) and np.isfinite(dt)
                 and dt >= 0):
@@ -127,7 +132,9 @@ class SafetyFilter:
             if p.shape != (3,):
                 raise ValueError(
                     f'SafetyFilter: fk_position must return x, y, z, got shape {p.shape}')
-            if self._inside(p):
+            if not bound_workspace:
+                pass
+            elif self._inside(p):
                 cmd = self._keep_inside(cmd, q, events)
             else:
                 cmd = self._return_inside(p, q, events)

@@ -94,8 +94,12 @@ class ArmDriverNode(Node):
             self.publish(np.zeros(self.arm.n_joints), ['state_silent'])
             return
         if self.homing_since is not None:
-            desired = self.homing_command(now)
-        elif self.policy_watchdog.expired(now):
+            # Homing follows a joint-space path home that may graze the box's edge.
+            safe, events = self.filter.filter(self.homing_command(now), self.q, self.period,
+                                              bound_workspace=False)
+            self.publish(safe, events)
+            return
+        if self.policy_watchdog.expired(now):
             desired = np.zeros(self.arm.n_joints)
             self.count(['watchdog'])
         else:
