@@ -10,6 +10,8 @@ NODES = {
     'reward': 'asyncrl_ros.nodes.reward_node:main',
     'target_monitor': 'asyncrl_ros.nodes.target_monitor_node:main',
     'policy': 'asyncrl_ros.nodes.policy_node:main',
+    'replay_sampler': 'asyncrl_ros.nodes.replay_sampler_node:main',
+    'learner': 'asyncrl_ros.nodes.learner_node:main',
     'bringup': 'asyncrl_ros.bringup:main',
 }
 

@@ -25,6 +25,11 @@ from asyncrl_ros.profiles import load_profiles, resolve
 
 # The node whose exit ends the run.
 MAIN_NODE = 'policy'
+# Nodes that keep state in the run folder (they get run_dir and resume).
+STATEFUL_NODES = ('policy', 'learner', 'replay_sampler')
+# Their death is reported but does not stop the run: the policy keeps acting on its last
+# weights and the arm stays under the arm_driver's watch.
+LEARNING_NODES = ('learner', 'replay_sampler')
 
 
 def ros_environment(run_dir: Path) -> dict:
@@ -41,7 +46,7 @@ def ros_environment(run_dir: Path) -> dict:
 def node_command(node: str, config_file: Path, run_dir: Path, resume: bool) -> list[str]:
     cmd = [sys.executable, '-m', f'asyncrl_ros.nodes.{node}_node', '--ros-args',
            '-p', f'config_file:={config_file}', '-p', 'use_sim_time:=true']
-    if node == MAIN_NODE:
+    if node in STATEFUL_NODES:
         cmd += ['-p', f'run_dir:={run_dir}', '-p', f'resume:={str(resume).lower()}']
     return cmd
 
@@ -158,12 +163,19 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     code = 0
+    reported: set[str] = set()
     try:
         while not interrupted:
             if procs[MAIN_NODE].poll() is not None:
                 code = procs[MAIN_NODE].returncode
                 break
-            dead = [n for n, p in procs.items() if n != MAIN_NODE and p.poll() is not None]
+            for name in [n for n in LEARNING_NODES if n in procs and n not in reported]:
+                if procs[name].poll() is not None:
+                    reported.add(name)
+                    print(f'[bringup] {name} exited with code {procs[name].returncode}; the policy '
+                          'goes on acting on its last weights', flush=True)
+            dead = [n for n, p in procs.items()
+                    if n != MAIN_NODE and n not in LEARNING_NODES and p.poll() is not None]
             if dead:
                 print(f'[bringup] node {dead[0]} exited with code {procs[dead[0]].returncode}; '
                       'stopping the run (see its log in ' f'{run_dir / "logs"})', flush=True)
@@ -175,11 +187,59 @@ def main(argv=None) -> int:
             print('[bringup] stopping: the policy saves its checkpoint first', flush=True)
         ordered = {MAIN_NODE: procs[MAIN_NODE]} if MAIN_NODE in procs else {}
         stop_all(ordered, timeout=600.0)   # saving a large replay can take a while
-        stop_all({n: p for n, p in procs.items() if n != MAIN_NODE})
+        time.sleep(1.0)   # let the last transitions reach the replay owner
+        # Learning nodes save their parts (the replay can be GBs): give them time.
+        stop_all({n: p for n, p in procs.items() if n in LEARNING_NODES}, timeout=600.0)
+        stop_all({n: p for n, p in procs.items() if n != MAIN_NODE and n not in LEARNING_NODES})
         for thread in threads:
             thread.join(timeout=2.0)
+        release_shared_memory(run_dir)
+    print_summary(run_dir)
     print(f'[bringup] done; run folder: {run_dir}', flush=True)
     return code
+
+
+def release_shared_memory(run_dir: Path) -> None:
+    """Owners unlink their segments; a killed owner cannot, so sweep up after it."""
+    from asyncrl_ros.remote import shm_names
+    for name in shm_names(run_dir).values():
+        path = Path('/dev/shm') / name
+        if path.exists():
+            path.unlink()
+            print(f'[bringup] removed shared memory {name} left by a killed process', flush=True)
+
+
+def print_summary(run_dir: Path) -> None:
+    """Transitions sent by the policy against those stored by the replay owner."""
+    import csv
+    import json
+    episodes = run_dir / 'episodes.csv'
+    if not episodes.exists():
+        return
+    with episodes.open() as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    last = rows[-1]
+    summary = {'episodes': int(last['episode']), 'steps': int(last['total_steps']),
+               'updates': int(last['updates']), 'transitions_sent': int(last['transitions_sent'])}
+    for name in ('replay_stats.json', 'learner_stats.json'):
+        path = run_dir / name
+        if path.exists():
+            stats = json.loads(path.read_text())
+            summary['transitions_stored'] = stats.get('stored', stats.get('transitions_stored'))
+            summary['transitions_missing'] = stats.get('missing', stats.get('transitions_missing'))
+            if 'updates' in stats:
+                summary['updates'] = stats['updates']
+            break
+    else:
+        summary['transitions_stored'] = summary['transitions_sent']   # sync: same process
+        summary['transitions_missing'] = 0
+    (run_dir / 'summary.json').write_text(json.dumps(summary, indent=2))
+    print(f"[bringup] {summary['episodes']} episodes, {summary['steps']} steps, "
+          f"{summary['updates']} updates; transitions sent {summary['transitions_sent']}, "
+          f"stored {summary['transitions_stored']}, missing {summary['transitions_missing']}",
+          flush=True)
 
 
 if __name__ == '__main__':

@@ -23,7 +23,7 @@ def save_checkpoint(path: str | os.PathLike, agent, replay=None, extra: dict | N
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
-        "agent": agent.state_dict(),
+        "agent": None if agent is None else agent.state_dict(),
         # Tensors over the numpy buffers: torch.save streams them, pickling ndarrays would copy GBs.
         "replay": None if replay is None else _map_arrays(replay.state_dict(), np.ndarray, torch.from_numpy),
         "extra": dict(extra or {}),

@@ -20,6 +20,7 @@ from asyncrl_ros.sac import SACConfig
 MODES = ('sync', 'async1', 'async2')
 ARMS = ('franka',)
 WORLDS = ('sim',)
+WEIGHT_TRANSPORTS = ('shm', 'topic')
 
 
 class ConfigError(ValueError):
@@ -82,6 +83,19 @@ class SafetyConfig:
 
 
 @dataclass
+class AsyncConfig:
+    """How the async modes' processes exchange data (ignored in sync mode)."""
+    # 'shm': shared memory on this host; 'topic': a ROS topic, for a learner on another host.
+    weights_transport: str = 'shm'
+    # Slots of the sampler -> learner batch ring (async2).
+    ring_slots: int = 3
+    # Ship weights to the policy every this many updates.
+    publish_weights_every: int = 1
+    # The learning processes yield the CPU to the policy and the world.
+    learner_niceness: int = 10
+
+
+@dataclass
 class ExperimentConfig:
     mode: str = 'sync'
     arm: str = 'franka'
@@ -92,6 +106,7 @@ class ExperimentConfig:
     sim: SimConfig = field(default_factory=SimConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     sac: SACConfig = field(default_factory=SACConfig)
+    asynchronous: AsyncConfig = field(default_factory=AsyncConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -122,6 +137,13 @@ class ExperimentConfig:
         if abs(steps - round(steps)) > 1e-6 or round(steps) < 1:
             raise ConfigError(f"'sim.clock_period_ms' ({self.sim.clock_period_ms:g}) must be a "
                               f"whole number of physics steps ({self.sim.physics_dt:g} s)")
+        if self.asynchronous.weights_transport not in WEIGHT_TRANSPORTS:
+            raise ConfigError(f"unknown asynchronous.weights_transport "
+                              f"'{self.asynchronous.weights_transport}' (choose one of "
+                              f"{', '.join(WEIGHT_TRANSPORTS)})")
+        if self.asynchronous.ring_slots < 2 or self.asynchronous.publish_weights_every < 1:
+            raise ConfigError("'asynchronous.ring_slots' must be >= 2 and "
+                              "'asynchronous.publish_weights_every' >= 1")
         if not 0 < self.safety.velocity_fraction <= 1:
             raise ConfigError("'safety.velocity_fraction' must be in (0, 1]")
         if self.run.init_random_steps < 0:

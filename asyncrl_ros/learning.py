@@ -83,6 +83,31 @@ class InProcessLearner:
             timings['update_ms'] += (t2 - t1) * 1e3
         return timings
 
+    def poll_weights(self, step: int) -> None:
+        """In-process the acting weights are always the newest: nothing to pick up."""
+
+    swap_ms = 0.0
+
+    def age(self, step: int) -> tuple[int, float]:
+        return 0, 0.0
+
+    @property
+    def sent(self) -> int:
+        return self.steps
+
+    def on_learner_status(self, updates: int, stored: int, missing: int) -> None:
+        """No other learner exists in sync mode."""
+
+    def close(self) -> None:
+        pass
+
+    def checkpoint_parts(self):
+        return self.agent, self.replay
+
+    def restore_parts(self, state: dict) -> None:
+        self.agent.load_state_dict(state['agent'])
+        self.replay.load_state_dict(state['replay'])
+
     def state_dict(self) -> dict:
         return {'updates': self.updates, 'steps': self.steps}
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from asyncrl_ros.config import ConfigError, ExperimentConfig, load_config, read_yaml
 
 # Every node executable the package ships; module = asyncrl_ros.nodes.<name>_node.
-NODE_EXECUTABLES = ('sim_world', 'reward', 'target_monitor', 'arm_driver', 'policy')
+NODE_EXECUTABLES = ('sim_world', 'reward', 'target_monitor', 'arm_driver', 'policy',
+                    'replay_sampler', 'learner')
 
 
 def config_dir() -> Path:

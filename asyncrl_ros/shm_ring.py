@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import platform
+import sys
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
@@ -73,7 +74,18 @@ def open_shm(name: str, size: int, create: bool) -> SharedMemory:
         if size <= 0:
             raise ValueError(f"shared memory size must be positive, got {size}")
         return SharedMemory(name=name, create=True, size=size)
-    with _tracker_lock:
+    if sys.version_info >= (3, 13):
+        shm = SharedMemory(name=name, create=False, track=False)
+    else:
+        shm = _attach_untracked(name)
+    if shm.size < size:
+        shm.close()
+        raise ValueError(f"shared memory {name!r} has {shm.size} bytes, layout needs {size}")
+    return shm
+
+
+def _attach_untracked(name: str) -> SharedMemory:
+    with _tracker_lock:  # 3.11/3.12 have no track=False: hide this one registration
         orig = resource_tracker.register
 
         def _skip(rname: str, rtype: str) -> None:
@@ -85,9 +97,6 @@ def open_shm(name: str, size: int, create: bool) -> SharedMemory:
             shm = SharedMemory(name=name, create=False)
         finally:
             resource_tracker.register = orig
-    if shm.size < size:
-        shm.close()
-        raise ValueError(f"shared memory {name!r} has {shm.size} bytes, layout needs {size}")
     return shm
 
 
@@ -107,10 +116,11 @@ def normalize_spec(spec: Spec) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """Validate a spec and return it sorted by name (layout does not depend on dict order)."""
     if not isinstance(spec, Mapping) or not spec:
         raise ValueError(f"spec must be a non-empty mapping name -> (shape, dtype), got {spec!r}")
-    out = {}
-    for name in sorted(spec):
+    for name in spec:
         if not isinstance(name, str) or not name or name.startswith("_"):
             raise ValueError(f"spec name {name!r} must be a non-empty str not starting with '_'")
+    out = {}
+    for name in sorted(spec):
         try:
             shape, dtype = spec[name]
             shape = tuple(int(d) for d in shape)
@@ -129,7 +139,7 @@ def spec_hash(parts: list[str]) -> int:
     return int.from_bytes(hashlib.blake2b("|".join(parts).encode(), digest_size=8).digest(), "little")
 
 
-def wait_until(cond, timeout: float | None) -> tuple[bool, bool]:
+def wait_until(cond: Callable[[], bool], timeout: float | None) -> tuple[bool, bool]:
     """Poll ``cond`` with exponential sleeps (10 us .. 0.5 ms). Returns (ok, had_to_wait)."""
     if cond():
         return True, False
@@ -249,7 +259,7 @@ class BatchRing:
             raise RuntimeError("acquire_write() called twice without commit_write()")
         w = int(self._hdr[_H_WRITE])
         t0 = time.perf_counter()
-        ok, waited = wait_until(lambda: w - int(self._hdr[_H_READ]) <= self.n_slots, timeout)
+        ok, waited = wait_until(lambda: w - int(self._hdr[_H_READ]) < self.n_slots, timeout)
         if waited:
             self._waits[0] += 1
             self._wait_s[0] += time.perf_counter() - t0

@@ -17,9 +17,8 @@ from multiprocessing.shared_memory import SharedMemory
 import numpy as np
 import torch
 
-from asyncrl_ros.shm_ring import _MAX_SLEEP_S, _MIN_SLEEP_S, close_shm, open_shm, spec_hash
+from asyncrl_ros.shm_ring import _ALIGN, _MAX_SLEEP_S, _MIN_SLEEP_S, close_shm, open_shm, spec_hash
 
-_ALIGN = 64
 _MAGIC = int.from_bytes(b"ASRLWTS1", "little")
 _LAYOUT_VERSION = 1
 _H_MAGIC, _H_LAYOUT, _H_HASH, _H_NBYTES = 0, 1, 2, 3
@@ -165,7 +164,7 @@ class WeightStore:
                 with torch.no_grad():
                     torch._foreach_copy_(self._view_list, srcs)
         seq = int(self._hdr[_H_SEQ])
-        seq += seq & 1  # a writer that died mid-copy left it odd: that version never completed
+        seq -= seq & 1  # a writer that died mid-copy left it odd: that version never completed
         self._hdr[_H_SEQ] = seq + 1  # odd: readers discard what they copy from now on
         copy()
         self._hdr[_H_SEQ] = seq + 2  # even, after the data

@@ -82,3 +82,64 @@ def numpy_to_image(node_clock_stamp: Time, array: np.ndarray, encoding: str, fra
     msg.step = msg.width * channels
     msg.data = np.ascontiguousarray(array, dtype=np.uint8).tobytes()
     return msg
+
+
+# ---- transitions between the policy and the replay owner (async modes) ----
+TOPIC_TRANSITIONS = '/policy/transitions'
+TOPIC_WEIGHTS = '/learner/weights'
+# Every transition must arrive: reliable, and a history deep enough (80 s at 25 Hz) that
+# a learner busy in an update never loses one; the policy's publish never blocks on it.
+TRANSITION_QOS = QoSProfile(depth=2000, reliability=ReliabilityPolicy.RELIABLE,
+                            history=HistoryPolicy.KEEP_LAST)
+# Only the newest weights matter; a late policy still gets the last version.
+WEIGHTS_QOS = LATCHED_QOS
+
+
+def transition_to_msg(t: dict, stamp: Time):
+    from asyncrl_ros_interfaces.msg import Transition
+    msg = Transition()
+    msg.header.stamp = stamp
+    msg.step = int(t['step'])
+    msg.height, msg.width = int(t['next_frame'].shape[1]), int(t['next_frame'].shape[2])
+    msg.episode_start = 'first_frame' in t
+    if msg.episode_start:
+        msg.first_frame = np.ascontiguousarray(t['first_frame']).tobytes()
+        msg.first_proprio = np.asarray(t['first_proprio'], dtype=np.float32)
+    msg.action = np.asarray(t['action'], dtype=np.float32)
+    msg.reward = float(t['reward'])
+    msg.next_frame = np.ascontiguousarray(t['next_frame']).tobytes()
+    msg.next_proprio = np.asarray(t['next_proprio'], dtype=np.float32)
+    msg.terminal = bool(t['terminal'])
+    msg.weights_version = int(t['weights_version'])
+    return msg
+
+
+def msg_to_transition(msg) -> dict:
+    shape = (3, msg.height, msg.width)
+    t = {'step': msg.step, 'action': np.frombuffer(msg.action, dtype=np.float32),
+         'reward': msg.reward, 'terminal': msg.terminal,
+         'next_frame': np.frombuffer(msg.next_frame, dtype=np.uint8).reshape(shape),
+         'next_proprio': np.frombuffer(msg.next_proprio, dtype=np.float32),
+         'weights_version': msg.weights_version}
+    if msg.episode_start:
+        t['first_frame'] = np.frombuffer(msg.first_frame, dtype=np.uint8).reshape(shape)
+        t['first_proprio'] = np.frombuffer(msg.first_proprio, dtype=np.float32)
+    return t
+
+
+def spin_in_background(node):
+    """Run the node's callbacks in a thread, leaving the main thread to a compute loop."""
+    import threading
+    from rclpy.executors import SingleThreadedExecutor
+    executor = SingleThreadedExecutor(context=node.context)
+    executor.add_node(node)
+
+    def run():
+        try:
+            executor.spin()
+        except Exception:  # noqa: BLE001 - shutdown races end the thread quietly
+            pass
+
+    thread = threading.Thread(target=run, name='ros-executor', daemon=True)
+    thread.start()
+    return executor, thread

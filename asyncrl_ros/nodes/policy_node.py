@@ -26,11 +26,41 @@ from asyncrl_ros.nodes.common import (COMMAND_QOS, LATCHED_QOS, METRICS_QOS, REW
                                       SENSOR_QOS, SERVICE_HOME, TOPIC_EPISODE_METRICS,
                                       TOPIC_HOMING, TOPIC_IMAGE, TOPIC_JOINT_STATES,
                                       TOPIC_POLICY_COMMAND, TOPIC_REWARD, TOPIC_STEP_METRICS,
-                                      declare, declare_config, image_to_numpy, stamp_ns)
+                                      TOPIC_TRANSITIONS, TOPIC_WEIGHTS, TRANSITION_QOS,
+                                      WEIGHTS_QOS, declare, declare_config, image_to_numpy,
+                                      stamp_ns, transition_to_msg)
+from asyncrl_ros.nodes.learner_node import TOPIC_LEARNER_STATUS
+from asyncrl_ros.remote import RemoteLearner, ShmWeightsSource, TopicWeightsSource, shm_names
 from asyncrl_ros.run_log import RunLog, percentile_summary
-from asyncrl_ros_interfaces.msg import EpisodeMetrics, Reward, StepMetrics
+from asyncrl_ros_interfaces.msg import (EpisodeMetrics, LearnerStatus, Reward, StepMetrics,
+                                        Transition, Weights)
 
 CHECKPOINT = 'checkpoint.pt'
+
+
+def in_process_backend(node: 'PolicyNode', cfg, proprio_dim: int, action_dim: int):
+    """sync (Seq-SAC): replay and updates inside the policy's own timer turn."""
+    return InProcessLearner(cfg, proprio_dim, action_dim)
+
+
+def remote_backend(node: 'PolicyNode', cfg, proprio_dim: int, action_dim: int):
+    """async1/async2: transitions out over a topic, weights in from the learner."""
+    pub = node.create_publisher(Transition, TOPIC_TRANSITIONS, TRANSITION_QOS)
+
+    def send(transition: dict) -> None:
+        pub.publish(transition_to_msg(transition, node.get_clock().now().to_msg()))
+
+    if cfg.asynchronous.weights_transport == 'shm':
+        weights = ShmWeightsSource(shm_names(node.run_dir)['weights'])
+    else:
+        weights = TopicWeightsSource()
+        node.create_subscription(Weights, TOPIC_WEIGHTS,
+                                 lambda m: weights.offer(m.version, bytes(m.data)), WEIGHTS_QOS)
+    return RemoteLearner(cfg, proprio_dim, action_dim, send, weights)
+
+
+# How the learning side is wired in each mode: the policy's code is the same in all three.
+BACKENDS = {'sync': in_process_backend, 'async1': remote_backend, 'async2': remote_backend}
 
 
 class PolicyNode(Node):
@@ -49,7 +79,8 @@ class PolicyNode(Node):
         self.action_scale = self.arm.velocity_limits * cfg.safety.velocity_fraction
         n = self.arm.n_joints
         self.proprio_dim = 3 * n
-        self.learner = InProcessLearner(cfg, self.proprio_dim, n)
+        self.run_dir = Path(run_dir)
+        self.learner = BACKENDS[cfg.mode](self, cfg, self.proprio_dim, n)
         self.stacker = FrameStacker(cfg.sac.frame_stack)
         self.rng = np.random.default_rng(cfg.run.seed)
         self.log = RunLog(run_dir, title=f'{Path(run_dir).name} ({cfg.mode})')
@@ -76,6 +107,7 @@ class PolicyNode(Node):
         self.prev_action = np.zeros(n, dtype=np.float32)
         self.ep_return = 0.0
         self.ep_cycles: list[float] = []
+        self.ep_ages: list[tuple[int, float, float]] = []
         self.ep_random = 0
         self.ep_start_sim = self.ep_start_wall = 0.0
         self.last_tick_ns: int | None = None
@@ -88,6 +120,8 @@ class PolicyNode(Node):
         self.create_subscription(Reward, TOPIC_REWARD, self.on_reward, REWARD_QOS)
         self.create_subscription(JointState, TOPIC_JOINT_STATES, self.on_joint_state, SENSOR_QOS)
         self.create_subscription(Bool, TOPIC_HOMING, self.on_homing, LATCHED_QOS)
+        self.create_subscription(LearnerStatus, TOPIC_LEARNER_STATUS, self.on_learner_status,
+                                 METRICS_QOS)
         self.home_client = self.create_client(Trigger, SERVICE_HOME)
         self.create_timer(self.cycle, self.tick)
         self.get_logger().info(
@@ -120,6 +154,9 @@ class PolicyNode(Node):
         elif self.homing_seen:
             self.homing_done_ns = self.get_clock().now().nanoseconds
         self.homing = msg.data
+
+    def on_learner_status(self, msg: LearnerStatus):
+        self.learner.on_learner_status(msg.updates, msg.transitions_stored, msg.transitions_missing)
 
     # ---- the action cycle ----
     def observation(self):
@@ -163,6 +200,7 @@ class PolicyNode(Node):
             self.end_episode()
             return
 
+        self.learner.poll_weights(self.total_steps)
         t_act = time.perf_counter()
         random_action = self.total_steps < self.cfg.run.init_random_steps
         if random_action:
@@ -178,12 +216,15 @@ class PolicyNode(Node):
         act_ms = (t_pub - t_act) * 1e3
 
         self.prev_action = action
+        age_steps, age_ms = self.learner.age(self.total_steps)
         self.t += 1
         self.total_steps += 1
         row = {'step': self.total_steps, 'episode': self.episode, 'cycle_ms': cycle_ms,
                'action_ms': act_ms, 'environment_ms': env_ms, 'reward': reward,
                'updates': self.learner.updates, 'weights_version': self.learner.weights_version,
-               **timings}
+               'weights_age_steps': age_steps, 'weights_age_ms': age_ms,
+               'swap_ms': self.learner.swap_ms, **timings}
+        self.ep_ages.append((age_steps, age_ms, self.learner.swap_ms))
         self.log.step(row)
         self.publish_step_metrics(row, random_action)
 
@@ -203,6 +244,7 @@ class PolicyNode(Node):
         msg.action_ms, msg.environment_ms = row['action_ms'], row['environment_ms']
         msg.sampling_ms, msg.update_ms = row['sampling_ms'], row['update_ms']
         msg.updates, msg.weights_version = row['updates'], row['weights_version']
+        msg.weights_age_steps, msg.weights_age_ms = row['weights_age_steps'], row['weights_age_ms']
         msg.replay_size = len(self.learner.replay)
         msg.random_action = random_action
         self.step_pub.publish(msg)
@@ -244,7 +286,7 @@ class PolicyNode(Node):
         self.stacker.reset(frame)
         self.learner.start_episode(frame, proprio)
         self.t = 0
-        self.ep_return, self.ep_cycles, self.ep_random = 0.0, [], 0
+        self.ep_return, self.ep_cycles, self.ep_random, self.ep_ages = 0.0, [], 0, []
         self.ep_start_sim = self.get_clock().now().nanoseconds * 1e-9
         self.ep_start_wall = time.monotonic()
         self.state = 'running'
@@ -263,12 +305,18 @@ class PolicyNode(Node):
                'wall_time_s': self.log.wall_time(), 'updates': self.learner.updates,
                'updates_per_step': self.learner.updates / max(self.total_steps, 1),
                'cycle_mean_ms': cycles['mean'], 'cycle_p99_ms': cycles['p99'],
-               'random_steps': self.ep_random}
+               'random_steps': self.ep_random, 'weights_version': self.learner.weights_version,
+               'transitions_sent': self.learner.sent,
+               'transitions_stored': getattr(self.learner, 'stored', self.learner.sent)}
+        ages = np.array(self.ep_ages) if self.ep_ages else np.zeros((1, 3))
+        row.update(weights_age_steps_mean=ages[:, 0].mean(), weights_age_ms_mean=ages[:, 1].mean(),
+                   weights_swap_ms_max=ages[:, 2].max())
         self.log.episode(row)
         self.publish_episode_metrics(row, sim_time)
         print(f"[episode {self.episode:4d}] return {self.ep_return:8.3f}  steps {self.t:3d}  "
-              f"total {self.total_steps:6d}  updates {self.learner.updates:6d}  cycle "
-              f"{cycles['mean']:6.1f}/{cycles['p99']:6.1f} ms (mean/p99, sim)  "
+              f"total {self.total_steps:6d}  updates {self.learner.updates:6d} "
+              f"({row['updates_per_step']:.2f}/step, weights age {row['weights_age_steps_mean']:.0f} "
+              f"steps)  cycle {cycles['mean']:6.1f}/{cycles['p99']:6.1f} ms (mean/p99, sim)  "
               f"train {self.training_time_s / 60:5.1f}/{self.cfg.run.training_minutes:g} min  "
               f"wall {self.log.wall_time() / 60:6.1f} min", flush=True)
         finished = (self.training_time_s >= self.cfg.run.training_minutes * 60 or
@@ -308,17 +356,18 @@ class PolicyNode(Node):
                  'training_time_s': self.training_time_s, 'wall_time_s': self.log.wall_time(),
                  'learner': self.learner.state_dict(), 'rng': self.rng.bit_generator.state,
                  'config': self.cfg.to_dict()}
-        save_checkpoint(self.checkpoint_path, self.learner.agent, self.learner.replay, extra)
+        # Sync: the whole training state; async: the counters (learner and replay owner
+        # save their own parts beside this file).
+        save_checkpoint(self.checkpoint_path, *self.learner.checkpoint_parts(), extra)
         self.log.timing_summary()
-        self.get_logger().info(f'checkpoint saved ({len(self.learner.replay)} transitions, '
+        self.get_logger().info(f'checkpoint saved ({self.learner.sent} transitions sent, '
                                f'{self.learner.updates} updates) in {time.perf_counter() - t0:.1f} s')
 
     def restore(self):
         if not self.checkpoint_path.is_file():
             raise FileNotFoundError(f'--resume: no checkpoint at {self.checkpoint_path}')
         state = load_checkpoint(self.checkpoint_path)
-        self.learner.agent.load_state_dict(state['agent'])
-        self.learner.replay.load_state_dict(state['replay'])
+        self.learner.restore_parts(state)
         extra = state['extra']
         self.learner.load_state_dict(extra['learner'])
         self.episode, self.total_steps = extra['episode'], extra['total_steps']
@@ -326,13 +375,14 @@ class PolicyNode(Node):
         self.log.wall_offset = extra['wall_time_s']
         self.rng.bit_generator.state = extra['rng']
         self.get_logger().info(f'resumed at episode {self.episode}, step {self.total_steps}, '
-                               f'{self.learner.updates} updates, replay {len(self.learner.replay)}')
+                               f'{self.learner.updates} updates')
 
     def shutdown(self):
         """Ctrl-C / SIGTERM: stop the arm and save everything learned so far."""
         if not self.done and self.total_steps > 0:
             self.save()
             self.log.plot()
+        self.learner.close()
 
 
 def main(args=None):

@@ -1,0 +1,275 @@
+"""learner: SAC updates as fast as batches come, shipping versioned weights to the policy.
+
+Where its batches come from is the only difference between the async modes:
+- async1: this process owns the replay (transitions arrive over a topic) and samples;
+- async2: a replay_sampler process fills a shared-memory ring and this one only updates.
+ROS callbacks run in a background thread and only queue messages; the main thread is
+the update loop, so an update never delays a callback and vice versa.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import rclpy
+import torch
+from rclpy.node import Node
+
+from asyncrl_ros.arms import get_arm
+from asyncrl_ros.checkpoint import load_checkpoint, save_checkpoint
+from asyncrl_ros.nodes.common import (METRICS_QOS, TOPIC_TRANSITIONS, TOPIC_WEIGHTS,
+                                      TRANSITION_QOS, WEIGHTS_QOS, declare, declare_config,
+                                      msg_to_transition, spin_in_background)
+from asyncrl_ros.remote import (ReplayOwner, batch_spec, make_agent, policy_tensors, shm_names,
+                                weights_to_bytes)
+from asyncrl_ros.shm_ring import BatchRing
+from asyncrl_ros.shm_weights import WeightStore
+from asyncrl_ros_interfaces.msg import LearnerStatus, Transition, Weights
+
+TOPIC_LEARNER_STATUS = '/learner/status'
+CHECKPOINT = 'learner_checkpoint.pt'
+REPLAY_CHECKPOINT = 'replay_checkpoint.pt'
+
+
+class OwnReplayBatches:
+    """async1: transitions arrive here; sample from our own replay."""
+
+    def __init__(self, node: Node, cfg, proprio_dim: int, action_dim: int):
+        self.cfg = cfg
+        self.owner = ReplayOwner(cfg, proprio_dim, action_dim)
+        self.inbox: deque = deque()
+        node.create_subscription(Transition, TOPIC_TRANSITIONS, lambda m: self.inbox.append(m),
+                                 TRANSITION_QOS)
+
+    def drain(self) -> None:
+        while self.inbox:
+            self.owner.ingest(msg_to_transition(self.inbox.popleft()))
+
+    def next_batch(self, updates: int, timeout: float):
+        self.drain()
+        cfg = self.cfg
+        allowed = cfg.run.max_updates_per_step * self.owner.learning_steps(cfg.run.init_random_steps)
+        if updates >= allowed or len(self.owner.replay) < cfg.sac.batch_size:
+            time.sleep(timeout)
+            return None
+        return self.owner.replay.sample(cfg.sac.batch_size, (cfg.sac.crop_height, cfg.sac.crop_width))
+
+    def release(self) -> None:
+        pass
+
+    def stored_missing(self) -> tuple[int, int]:
+        return self.owner.stored, self.owner.missing
+
+    def save(self, run_dir: Path) -> None:
+        self.drain()
+        save_checkpoint(run_dir / REPLAY_CHECKPOINT, None, self.owner.replay,
+                        {'owner': self.owner.state_dict()})
+
+    def restore(self, run_dir: Path) -> None:
+        state = load_checkpoint(run_dir / REPLAY_CHECKPOINT)
+        self.owner.replay.load_state_dict(state['replay'])
+        self.owner.load_state_dict(state['extra']['owner'])
+
+    def close(self) -> None:
+        pass
+
+
+class RingBatches:
+    """async2: batches sampled and cropped by replay_sampler, read in place from shared memory."""
+
+    def __init__(self, node: Node, cfg, proprio_dim: int, action_dim: int, name: str):
+        self.spec = ring_spec(cfg, proprio_dim, action_dim)
+        self.cfg, self.name = cfg, name
+        self.ring: BatchRing | None = None
+        self.stored = self.missing = 0
+
+    def next_batch(self, updates: int, timeout: float):
+        if self.ring is None:
+            try:
+                self.ring = BatchRing.attach(self.name, self.spec, self.cfg.asynchronous.ring_slots)
+            except FileNotFoundError:
+                time.sleep(timeout)
+                return None
+        views = self.ring.acquire_read(timeout=timeout)
+        if views is None:
+            return None
+        self.stored, self.missing = int(views['counts'][0]), int(views['counts'][1])
+        return views
+
+    def release(self) -> None:
+        self.ring.release_read()
+
+    def stored_missing(self) -> tuple[int, int]:
+        return self.stored, self.missing
+
+    def save(self, run_dir: Path) -> None:
+        pass   # the sampler saves the replay
+
+    def restore(self, run_dir: Path) -> None:
+        pass
+
+    def close(self) -> None:
+        if self.ring is not None:
+            self.ring.close()
+
+
+def ring_spec(cfg, proprio_dim: int, action_dim: int) -> dict:
+    # Plus the sampler's transition counts at sampling time, so the learner can report them.
+    return {**batch_spec(cfg, proprio_dim, action_dim), 'counts': ((2,), np.int64)}
+
+
+class ShmWeightsSink:
+    def __init__(self, name: str, example: dict):
+        self.store = WeightStore.create(name, example)
+
+    def publish(self, tensors: dict) -> int:
+        return self.store.publish(tensors)
+
+    def close(self) -> None:
+        self.store.close()
+        self.store.unlink()
+
+
+class TopicWeightsSink:
+    """Weights for a policy on another host (ReLoD's remote mode): serialised over DDS."""
+
+    def __init__(self, node: Node):
+        self.node = node
+        self.pub = node.create_publisher(Weights, TOPIC_WEIGHTS, WEIGHTS_QOS)
+        self.version = 0
+
+    def publish(self, tensors: dict) -> int:
+        self.version += 1
+        msg = Weights(version=self.version, data=weights_to_bytes(tensors))
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        self.pub.publish(msg)
+        return self.version
+
+    def close(self) -> None:
+        pass
+
+
+class LearnerNode(Node):
+    def __init__(self):
+        super().__init__('learner')
+        self.cfg = cfg = declare_config(self)
+        run_dir = declare(self, 'run_dir', '', 'Run folder (checkpoints, shared-memory names)')
+        self.resume = declare(self, 'resume', False, 'Continue from the run folder')
+        own_replay = declare(self, 'own_replay', cfg.mode == 'async1',
+                             'Own the replay (async1) or read batches from replay_sampler (async2)')
+        if not run_dir:
+            raise ValueError("parameter 'run_dir' is required")
+        self.run_dir = Path(run_dir)
+        os.nice(cfg.asynchronous.learner_niceness)
+        torch.set_num_threads(cfg.sac.torch_threads)
+        arm = get_arm(cfg.arm)
+        n = arm.n_joints
+        self.agent = make_agent(cfg, 3 * n, n)
+        names = shm_names(self.run_dir)
+        self.source = (OwnReplayBatches(self, cfg, 3 * n, n) if own_replay
+                       else RingBatches(self, cfg, 3 * n, n, names['batches']))
+        self.updates = 0
+        if self.resume:
+            self.restore()
+        self.sink = (ShmWeightsSink(names['weights'], policy_tensors(self.agent))
+                     if cfg.asynchronous.weights_transport == 'shm' else TopicWeightsSink(self))
+        self.status_pub = self.create_publisher(LearnerStatus, TOPIC_LEARNER_STATUS, METRICS_QOS)
+        self.version = 0
+        if self.updates:
+            # A resumed policy should act on what was learned, not wait for the next update.
+            self.version = self.sink.publish(policy_tensors(self.agent))
+        self.waited = 0
+        self.wait_ms = 0.0
+        self.update_ms = 0.0
+        self.metrics: dict = {}
+        self.get_logger().info(
+            f"{'async1 (own replay)' if own_replay else 'async2 (batches from replay_sampler)'}: "
+            f"batch {cfg.sac.batch_size}, {cfg.sac.torch_threads} torch thread(s), weights over "
+            f"{cfg.asynchronous.weights_transport}, nice {cfg.asynchronous.learner_niceness}")
+
+    def run(self):
+        every = self.cfg.asynchronous.publish_weights_every
+        last_status = last_save = time.monotonic()
+        while rclpy.ok():
+            t0 = time.perf_counter()
+            batch = self.source.next_batch(self.updates, timeout=0.05)
+            if batch is None:
+                self.waited += 1
+                self.wait_ms += (time.perf_counter() - t0) * 1e3
+                if time.monotonic() - last_status > 1.0:
+                    self.publish_status()
+                    last_status = time.monotonic()
+                continue
+            t1 = time.perf_counter()
+            self.metrics = self.agent.update(batch)
+            self.source.release()
+            self.update_ms = (time.perf_counter() - t1) * 1e3
+            self.updates += 1
+            if self.updates % every == 0:
+                self.version = self.sink.publish(policy_tensors(self.agent))
+            self.publish_status()
+            last_status = time.monotonic()
+            if time.monotonic() - last_save > 300:
+                self.save()
+                last_save = time.monotonic()
+
+    def publish_status(self):
+        stored, missing = self.source.stored_missing()
+        msg = LearnerStatus(updates=self.updates, weights_version=self.version,
+                            transitions_stored=stored, transitions_missing=missing,
+                            batches_waited=self.waited, wait_ms=self.wait_ms,
+                            update_ms=self.update_ms,
+                            critic_loss=float(self.metrics.get('critic_loss', 0.0)),
+                            alpha=float(self.metrics.get('alpha', 0.0)))
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.status_pub.publish(msg)
+
+    def stats(self) -> dict:
+        stored, missing = self.source.stored_missing()
+        return {'updates': self.updates, 'weights_version': self.version,
+                'transitions_stored': stored, 'transitions_missing': missing,
+                'batches_waited': self.waited, 'wait_ms': self.wait_ms}
+
+    def save(self):
+        save_checkpoint(self.run_dir / CHECKPOINT, self.agent, None, {'updates': self.updates})
+        self.source.save(self.run_dir)
+        (self.run_dir / 'learner_stats.json').write_text(json.dumps(self.stats(), indent=2))
+
+    def restore(self):
+        path = self.run_dir / CHECKPOINT
+        if path.is_file():
+            state = load_checkpoint(path)
+            self.agent.load_state_dict(state['agent'])
+            self.updates = int(state['extra']['updates'])
+            self.source.restore(self.run_dir)
+            self.get_logger().info(f'resumed at {self.updates} updates')
+        else:
+            self.get_logger().warning(f'no {path}; starting the learner afresh')
+
+    def close(self):
+        self.source.close()
+        self.sink.close()
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = LearnerNode()
+    executor, _ = spin_in_background(node)
+    try:
+        node.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.save()
+        node.close()
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()

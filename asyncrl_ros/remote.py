@@ -1,0 +1,246 @@
+"""The async modes' pieces, free of ROS: the policy's view of a learner in another
+process, the replay owner, the learner's core, and how weights travel.
+
+Process wiring (which node owns what) lives in the nodes; nothing here knows the mode.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from asyncrl_ros.config import ExperimentConfig
+from asyncrl_ros.replay import FrameReplay
+from asyncrl_ros.sac import SACAgent
+from asyncrl_ros.shm_weights import WeightStore
+
+
+def shm_names(run_dir: str | Path) -> dict[str, str]:
+    """Shared-memory segment names of one run (the same in every process of the run)."""
+    digest = hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:10]
+    return {'weights': f'asyncrl_{digest}_weights', 'batches': f'asyncrl_{digest}_batches'}
+
+
+def make_agent(cfg: ExperimentConfig, proprio_dim: int, action_dim: int) -> SACAgent:
+    stacked = (3 * cfg.sac.frame_stack, cfg.image.height, cfg.image.width)
+    return SACAgent(cfg.sac, stacked, proprio_dim, action_dim, seed=cfg.run.seed)
+
+
+def make_replay(cfg: ExperimentConfig, proprio_dim: int, action_dim: int) -> FrameReplay:
+    return FrameReplay(cfg.sac.replay_capacity, (3, cfg.image.height, cfg.image.width),
+                       proprio_dim, action_dim, frame_stack=cfg.sac.frame_stack, seed=cfg.run.seed)
+
+
+def batch_spec(cfg: ExperimentConfig, proprio_dim: int, action_dim: int) -> dict:
+    """Layout of one mini-batch slot in the sampler -> learner ring."""
+    b, c = cfg.sac.batch_size, 3 * cfg.sac.frame_stack
+    image = ((b, c, cfg.sac.crop_height, cfg.sac.crop_width), np.uint8)
+    return {'obs_image': image, 'obs_proprio': ((b, proprio_dim), np.float32),
+            'action': ((b, action_dim), np.float32), 'reward': ((b,), np.float32),
+            'next_obs_image': image, 'next_obs_proprio': ((b, proprio_dim), np.float32),
+            'not_done': ((b,), np.float32)}
+
+
+class PolicyNet(nn.Module):
+    """What acting needs (encoder + actor), keyed like SACAgent.policy_state_dict()."""
+
+    def __init__(self, agent: SACAgent):
+        super().__init__()
+        self.encoder = agent.encoder
+        self.actor = agent.actor
+
+
+def policy_tensors(agent: SACAgent) -> dict[str, torch.Tensor]:
+    """The live acting tensors (no copy), for publishing."""
+    return PolicyNet(agent).state_dict()
+
+
+def weights_to_bytes(state: dict[str, torch.Tensor]) -> bytes:
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in state.items()}, buf)
+    return buf.getvalue()
+
+
+class ShmWeightsSource:
+    """Policy side of the shared-memory weights: attach when the learner has created them."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.store: WeightStore | None = None
+
+    def load_into(self, net: PolicyNet) -> int | None:
+        if self.store is None:
+            try:
+                self.store = WeightStore.attach(self.name, net.state_dict())
+            except FileNotFoundError:
+                return None   # learner not up yet
+        return self.store.load_into(net)
+
+    def close(self):
+        if self.store is not None:
+            self.store.close()
+
+
+class TopicWeightsSource:
+    """Policy side of weights that arrive as serialised bytes (ROS topic, remote learner)."""
+
+    def __init__(self):
+        self.pending: tuple[int, bytes] | None = None
+        self.version = 0
+
+    def offer(self, version: int, data: bytes) -> None:
+        self.pending = (version, data)   # only the newest matters
+
+    def load_into(self, net: PolicyNet) -> int | None:
+        if self.pending is None:
+            return self.version if self.version else None
+        version, data = self.pending
+        self.pending = None
+        if version > self.version:
+            net.load_state_dict(torch.load(io.BytesIO(data), weights_only=True))
+            self.version = version
+        return self.version
+
+    def close(self):
+        pass
+
+
+class RemoteLearner:
+    """The policy's backend in the async modes: sends transitions, picks up new weights.
+
+    Never waits: a transition is handed to `send` (a non-blocking publish), and a new
+    weight version is copied in only when one is complete (seqlock in shared memory).
+    """
+
+    def __init__(self, cfg: ExperimentConfig, proprio_dim: int, action_dim: int,
+                 send: Callable[[dict], None], weights) -> None:
+        torch.set_num_threads(1)   # acting is small; leave the cores to the world and learner
+        self.agent = make_agent(cfg, proprio_dim, action_dim)
+        self.net = PolicyNet(self.agent)
+        self.send = send
+        self.weights = weights
+        self.pending_start: tuple[np.ndarray, np.ndarray] | None = None
+        self.sent = 0
+        self.version = 0
+        self.version_seen_at: dict[int, tuple[float, int]] = {0: (time.monotonic(), 0)}
+        self.swap_ms = 0.0
+        self.replay = _NoReplay()
+        self.learner_updates = self.stored = self.missing = 0
+
+    @property
+    def updates(self) -> int:
+        return self.learner_updates
+
+    def on_learner_status(self, updates: int, stored: int, missing: int) -> None:
+        self.learner_updates, self.stored, self.missing = updates, stored, missing
+
+    @property
+    def weights_version(self) -> int:
+        return self.version
+
+    def poll_weights(self, step: int) -> None:
+        t0 = time.perf_counter()
+        version = self.weights.load_into(self.net)
+        self.swap_ms = (time.perf_counter() - t0) * 1e3
+        if version is not None and version != self.version:
+            self.version = version
+            self.version_seen_at[version] = (time.monotonic(), step)
+            # Keep the map small; only the acting version's age matters.
+            for old in [v for v in self.version_seen_at if v < version]:
+                del self.version_seen_at[old]
+
+    def age(self, step: int) -> tuple[int, float]:
+        """Steps and ms since the acting weights were picked up."""
+        seen_wall, seen_step = self.version_seen_at[self.version]
+        return step - seen_step, (time.monotonic() - seen_wall) * 1e3
+
+    def act(self, stacked: np.ndarray, proprio: np.ndarray) -> np.ndarray:
+        return self.agent.act(stacked, proprio, deterministic=False)
+
+    def start_episode(self, frame: np.ndarray, proprio: np.ndarray) -> None:
+        self.pending_start = (frame, proprio)
+
+    def add(self, action, reward, next_frame, next_proprio, terminal: bool) -> None:
+        transition = {'action': action, 'reward': float(reward), 'next_frame': next_frame,
+                      'next_proprio': next_proprio, 'terminal': terminal, 'step': self.sent,
+                      'weights_version': self.version}
+        if self.pending_start is not None:
+            transition['first_frame'], transition['first_proprio'] = self.pending_start
+            self.pending_start = None
+        self.send(transition)
+        self.sent += 1
+
+    def learn(self) -> dict:
+        return {'sampling_ms': 0.0, 'update_ms': 0.0}
+
+    def close(self) -> None:
+        self.weights.close()
+
+    def checkpoint_parts(self):
+        return None, None   # the learner and the replay owner save theirs
+
+    def restore_parts(self, state: dict) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {'sent': self.sent}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sent = int(state.get('sent', 0))
+
+
+class _NoReplay:
+    """The policy holds no replay in the async modes."""
+
+    def __len__(self) -> int:
+        return 0
+
+
+class ReplayOwner:
+    """Stores the transitions that arrive, in order, and counts what arrived and what not."""
+
+    def __init__(self, cfg: ExperimentConfig, proprio_dim: int, action_dim: int):
+        self.replay = make_replay(cfg, proprio_dim, action_dim)
+        self.stored = 0
+        self.missing = 0
+        self.episodes = 0
+        self.expected_step: int | None = None
+        self.open_episode = False
+
+    def ingest(self, t: dict) -> None:
+        if self.expected_step is not None and t['step'] != self.expected_step:
+            self.missing += max(0, t['step'] - self.expected_step)
+        self.expected_step = t['step'] + 1
+        if 'first_frame' in t:
+            self.replay.start_episode(t['first_frame'], t['first_proprio'])
+            self.episodes += 1
+            self.open_episode = True
+        elif not self.open_episode:
+            self.missing += 1   # its episode's start was lost: cannot be stacked
+            return
+        self.replay.add(t['action'], t['reward'], t['next_frame'], t['next_proprio'],
+                        t['terminal'])
+        self.stored += 1
+
+    def learning_steps(self, init_random_steps: int) -> int:
+        return max(0, self.stored - init_random_steps)
+
+    def stats(self) -> dict:
+        return {'stored': self.stored, 'missing': self.missing, 'episodes': self.episodes,
+                'replay_size': len(self.replay)}
+
+    def state_dict(self) -> dict:
+        return {'stats': self.stats(), 'expected_step': self.expected_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        stats = state['stats']
+        self.stored, self.missing, self.episodes = stats['stored'], stats['missing'], stats['episodes']
+        self.expected_step = state['expected_step']
+        # A resumed run starts a new episode before its next transition.
+        self.open_episode = False

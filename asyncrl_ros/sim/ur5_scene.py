@@ -1,0 +1,222 @@
+"""MjSpec builder for the thesis' UR5 reacher/tracker: a UR5e on a table, a wrist camera and a
+monitor in front of it showing a red target.
+
+World frame = UR's base frame (the controller's `base`, i.e. the DH base of
+`asyncrl_ros.kinematics.ur5_fk`; ur_description's `base_link` turned by pi about z). The robot
+stands on the table top, the plane z = 0; the monitor stands along -y, facing the robot.
+The arm model is MuJoCo Menagerie's UR5e shipped inside the genesis-world wheel (found with
+`importlib.util.find_spec`, never imported), with its link offsets set to UR's published UR5e
+DH lengths (Menagerie rounds them to the millimetre), so `tool0` is exactly
+`ur5_fk(q, 'ur5e')` for the simulated and the real arm alike.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import mujoco
+import numpy as np
+
+from asyncrl_ros.kinematics import UR_DH
+from asyncrl_ros.sim.monitor_target import MonitorTarget
+from asyncrl_ros.sim.scene import CAMERA_NAME, SCENE_GROUP, Workspace
+
+__all__ = ['JOINT_NAMES', 'FLANGE_BODY', 'CAMERA_NAME', 'TARGET_BODY', 'TASK_VELOCITY_LIMIT',
+           'UR5_WORKSPACE', 'UR5_WORKSPACE_MIN', 'UR5_WORKSPACE_MAX', 'default_monitor',
+           'build_spec', 'ur5e_xml_path']
+
+# ur_robot_driver's joint names, in its command order.
+JOINT_NAMES = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',
+               'wrist_2_joint', 'wrist_3_joint']
+# The tool flange, named as in ur_description; the wrist camera sits on it.
+FLANGE_BODY = 'tool0'
+TARGET_BODY = 'target'
+
+# Thesis: five joints actuated, each within [-0.7, 0.7] rad/s; the last wrist joint is held.
+TASK_VELOCITY_LIMIT = 0.7
+ACTUATED = np.array([True, True, True, True, True, False])
+# Velocity-servo gains (N m s/rad), about (largest joint-space inertia over the workspace) / 8 ms
+# for the three big joints: they reach the commanded velocity within ~20 ms, inside one action
+# cycle. The wrists (inertia 1e-4..2e-2 kg m^2, no rotor inertia in the model) track within a
+# few ms at 10. The servo stands for UR's own joint-velocity controller, so it is not
+# torque-limited: MuJoCo's implicit damping is unconditionally stable only unclamped; clamped at
+# the UR5e's 150 / 28 N m, random +-0.7 rad/s reversals oscillate at 10 ms physics steps.
+SERVO_KV = np.array([400.0, 400.0, 150.0, 10.0, 10.0, 10.0])
+
+# With the pan joint at pi/2 (the authors' reset pose) and the camera level towards the monitor,
+# the flange sits d4 (UR5e: 0.1333 m) to the side of the base: monitor and box are centred there.
+ARM_PLANE_X = float(UR_DH['ur5e'][3, 0])
+# The thesis' 0.8 x 0.7 x 0.7 m box (x across the monitor, y towards it, z up), placed as the
+# authors' 'Visual-UR5' box (ur5_async_rl, ur_setup.py; there in base_link coordinates) and
+# grown to the thesis' size: the flange 0.10-0.80 m in front of the base, 0.20-0.90 m above the
+# table; the screen stands 0.2 m beyond the box's far face.
+UR5_WORKSPACE = Workspace(centre=(ARM_PLANE_X, -0.45, 0.55), size=(0.80, 0.70, 0.70))
+UR5_WORKSPACE_MIN = UR5_WORKSPACE.low
+UR5_WORKSPACE_MAX = UR5_WORKSPACE.high
+
+# The monitor: screen surface centre level with the home flange, 0.6 m in front of it; it faces
+# the robot (+y), so the robot sees the screen's u axis along world -x.
+SCREEN_CENTRE = np.array([ARM_PLANE_X, -1.0, 0.55])
+SCREEN_RIGHT = np.array([-1.0, 0.0, 0.0])
+SCREEN_UP = np.array([0.0, 0.0, 1.0])
+SCREEN_THICKNESS = 0.02
+BEZEL = 0.015
+# The disc floats just in front of the screen surface: a visible red, never z-fighting.
+TARGET_LIFT = 0.002
+TARGET_HALF_THICKNESS = 0.001
+for _a in (ACTUATED, SERVO_KV, UR5_WORKSPACE_MIN, UR5_WORKSPACE_MAX,
+           SCREEN_CENTRE, SCREEN_RIGHT, SCREEN_UP):
+    _a.flags.writeable = False  # shared constants
+del _a
+
+# A webcam's vertical field of view at 16:9 (Logitech C920-like: ~70 x 43 deg): from home the
+# whole screen fills ~60 % of the frame and the disc ~60 px of a 160 x 90 frame.
+CAMERA_FOVY = 43.3
+TABLE_HALF_SIZE = np.array([0.8, 0.8, 0.02])
+TABLE_CENTRE_Y = -0.45
+
+# Matte colours; every non-target colour stays far below the red mask's S >= 120.
+TARGET_RGBA = (0.75, 0.04, 0.03, 1.0)
+SCREEN_RGBA = (0.92, 0.92, 0.92, 1.0)
+BEZEL_RGBA = (0.06, 0.06, 0.07, 1.0)
+TABLE_RGBA = (0.55, 0.55, 0.57, 1.0)
+FLOOR_RGBA = (0.30, 0.30, 0.32, 1.0)
+WALL_RGBA = (0.45, 0.46, 0.48, 1.0)
+
+
+def default_monitor() -> MonitorTarget:
+    """The scene's monitor, with the task defaults of MonitorTarget."""
+    return MonitorTarget(centre=SCREEN_CENTRE, right=SCREEN_RIGHT, up=SCREEN_UP)
+
+
+def ur5e_xml_path() -> str:
+    """Menagerie's ur5e.xml inside the installed genesis-world package."""
+    spec = importlib.util.find_spec('genesis')
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError('genesis-world is not installed: it provides the UR5e model '
+                                '(pip install --no-deps genesis-world)')
+    path = os.path.join(spec.submodule_search_locations[0], 'assets', 'xml',
+                        'universal_robots_ur5e', 'ur5e.xml')
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'UR5e model not found at {path}')
+    return path
+
+
+def _load_arm() -> mujoco.MjSpec:
+    path = ur5e_xml_path()
+    arm = mujoco.MjSpec.from_file(path)
+    meshdir = os.path.join(os.path.dirname(path), arm.meshdir)
+    # Relative mesh paths would resolve against the parent spec's folder once attached.
+    for mesh in arm.meshes:
+        mesh.file = os.path.join(meshdir, mesh.file)
+    for element in [*arm.actuators, *arm.keys, *arm.lights]:
+        arm.delete(element)
+    if arm.body('ee_virtual_link') is not None:  # genesis' addition; tool0 replaces it
+        arm.delete(arm.body('ee_virtual_link'))
+    for body in arm.bodies:
+        body.gravcomp = 1.0
+    for joint in arm.joints:
+        joint.name = f'{joint.name}_joint'
+
+    # Published UR5e lengths: d1, a2, a3, d4 (= shoulder 0.138 - elbow 0.131 + wrist_2's y
+    # offset), d5, d6. Menagerie's are these rounded to the mm; the meshes move < 1 mm.
+    (d1, _, _), (_, a2, _), (_, a3, _), (d4, _, _), (d5, _, _), (d6, _, _) = UR_DH['ur5e']
+    arm.body('shoulder_link').pos = [0, 0, d1]
+    arm.body('forearm_link').pos = [0, -0.131, -a2]
+    arm.body('wrist_1_link').pos = [0, 0, -a3]
+    arm.body('wrist_2_link').pos = [0, d4 - 0.138 + 0.131, 0]
+    arm.body('wrist_3_link').pos = [0, 0, d5]
+    arm.site('attachment_site').pos = [0, d6, 0]
+    # tool0: UR's flange frame (z the tool axis, as ur5_fk's); Menagerie's attachment_site has
+    # the same z but x, y turned by -pi/2 about it.
+    arm.body('wrist_3_link').add_body(name=FLANGE_BODY, pos=[0, d6, 0],
+                                      quat=[np.sqrt(0.5), -np.sqrt(0.5), 0, 0])
+    # Menagerie's base body is ur_description's base_link; UR's base frame (the world here) is
+    # base_link turned by pi about z.
+    arm.body('base').quat = [0, 0, 0, 1]
+    return arm
+
+
+def _quat_from_axes(x, y, z) -> np.ndarray:
+    quat = np.empty(4)
+    mujoco.mju_mat2Quat(quat, np.column_stack([x, y, z]).ravel())
+    return quat
+
+
+def build_spec(image_width: int, image_height: int, physics_dt: float,
+               monitor: MonitorTarget) -> mujoco.MjSpec:
+    """The whole scene as an MjSpec (compile with `.compile()`); the screen is `monitor`'s."""
+    # The scene grows around the arm's own spec: no attach, so the UR driver's joint names need
+    # no prefix.
+    spec = _load_arm()
+    spec.modelname = 'ur5e_visual_reacher'
+    spec.compiler.degree = False
+    spec.option.timestep = physics_dt
+    spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+    # Offscreen buffer sized to the frame, no multisampling: llvmpipe pays for every sample.
+    spec.visual.global_.offwidth = image_width
+    spec.visual.global_.offheight = image_height
+    spec.visual.quality.offsamples = 0
+    spec.visual.quality.shadowsize = 0
+    # Dim, even light: a bright headlight washes red towards pink (low saturation).
+    spec.visual.headlight.ambient = [0.25, 0.25, 0.25]
+    spec.visual.headlight.diffuse = [0.35, 0.35, 0.35]
+    spec.visual.headlight.specular = [0.0, 0.0, 0.0]
+    spec.add_material(name='matte', specular=0.0, shininess=0.0, reflectance=0.0)
+
+    world = spec.worldbody
+    world.add_light(name='top', pos=[0.0, -0.5, 2.0], dir=[0, 0, -1],
+                    type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL, castshadow=False,
+                    diffuse=[0.35, 0.35, 0.35], specular=[0.0, 0.0, 0.0])
+
+    def box(name, size, pos, rgba, body=world, **kw):
+        body.add_geom(name=name, type=mujoco.mjtGeom.mjGEOM_BOX, size=size, pos=pos, rgba=rgba,
+                      material='matte', group=SCENE_GROUP, **kw)
+
+    box('table', TABLE_HALF_SIZE, [ARM_PLANE_X, TABLE_CENTRE_Y, -TABLE_HALF_SIZE[2]], TABLE_RGBA)
+    world.add_geom(name='floor', type=mujoco.mjtGeom.mjGEOM_PLANE, size=[3, 3, 0.1],
+                   pos=[0, 0, -0.75], rgba=FLOOR_RGBA, material='matte', group=SCENE_GROUP)
+    # A wall behind the monitor, so the frame around the screen is not a black void.
+    world.add_geom(name='wall', type=mujoco.mjtGeom.mjGEOM_PLANE, size=[3, 2, 0.1],
+                   pos=[0, -1.8, 0.5], quat=_quat_from_axes([-1, 0, 0], [0, 0, 1], [0, 1, 0]),
+                   rgba=WALL_RGBA, material='matte', group=SCENE_GROUP, contype=0,
+                   conaffinity=0)
+
+    m = monitor
+    screen = world.add_body(name='monitor', pos=m.centre,
+                            quat=_quat_from_axes(m.right, m.up, m.normal))
+    half_w, half_h = m.width / 2, m.height / 2
+    box('screen', [half_w, half_h, SCREEN_THICKNESS / 2], [0, 0, -SCREEN_THICKNESS / 2],
+        SCREEN_RGBA, body=screen)
+    box('bezel', [half_w + BEZEL, half_h + BEZEL, SCREEN_THICKNESS / 2],
+        [0, 0, -1.5 * SCREEN_THICKNESS], BEZEL_RGBA, body=screen)
+    # A stand from the table top to the bottom of the bezel.
+    stand_top = m.centre[2] - half_h - BEZEL
+    if stand_top > 0:
+        foot = m.centre - 2 * SCREEN_THICKNESS * m.normal
+        box('stand', [0.03, 0.02, stand_top / 2], [foot[0], foot[1], stand_top / 2], BEZEL_RGBA)
+
+    # The red disc: visual only (the arm never pushes it), a cylinder whose axis is the normal.
+    target = world.add_body(name=TARGET_BODY, mocap=True,
+                            pos=m.to_world() + TARGET_LIFT * m.normal,
+                            quat=_quat_from_axes(m.right, m.up, m.normal))
+    target.add_geom(name='target', type=mujoco.mjtGeom.mjGEOM_CYLINDER,
+                    size=[m.radius, TARGET_HALF_THICKNESS, 0], rgba=TARGET_RGBA,
+                    material='matte', contype=0, conaffinity=0, group=SCENE_GROUP)
+
+    # MuJoCo cameras look along their -z: half a turn about x makes the camera look along the
+    # flange's +z (the tool axis), image up along the flange's -y.
+    spec.body(FLANGE_BODY).add_camera(name=CAMERA_NAME, pos=[0, 0, 0], quat=[0, 1, 0, 0],
+                                      fovy=CAMERA_FOVY)
+
+    for name, kv in zip(JOINT_NAMES, SERVO_KV):
+        # torque = (kv + b) * u - kv * qdot: the feed-forward b * u cancels any viscous joint
+        # damping b, so the steady state is qdot = u exactly.
+        b = spec.joint(name).damping[0]
+        spec.add_actuator(name=f'{name}_velocity', target=name, trntype=mujoco.mjtTrn.mjTRN_JOINT,
+                          gaintype=mujoco.mjtGain.mjGAIN_FIXED,
+                          biastype=mujoco.mjtBias.mjBIAS_AFFINE,
+                          gainprm=[kv + b] + [0] * 9, biasprm=[0, 0, -kv] + [0] * 7,
+                          ctrllimited=True,
+                          ctrlrange=[-TASK_VELOCITY_LIMIT, TASK_VELOCITY_LIMIT])
+    return spec
