@@ -263,7 +263,10 @@ def main(argv=None) -> int:
     for run_dir in args.runs:
         try:
             runs.append(load_run(run_dir, args.label_by))
-        except (RunError, OSError, yaml.YAMLError) as err:
+        except RunError as err:   # its message names the folder
+            print(f'asyncrl-compare: skipping {err}', file=sys.stderr)
+            continue
+        except (OSError, yaml.YAMLError) as err:
             print(f'asyncrl-compare: skipping {run_dir}: {err}', file=sys.stderr)
             continue
         if runs[-1].steps is None:

@@ -14,8 +14,10 @@ from mcap.reader import make_reader
 from mcap.records import Message as McapMessage
 from mcap.stream_reader import StreamReader
 from mcap_ros2.decoder import DecoderFactory
+from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image
+from std_msgs.msg import String
 
 from asyncrl_ros.bag_writer import SUMMARY_NAME, BagError, BagWriter, free_bag_path
 from asyncrl_ros.nodes.common import REWARD_QOS, SENSOR_QOS, TOPIC_IMAGE, TOPIC_REWARD, stamp_ns
@@ -43,7 +45,8 @@ def metadata_counts(bag_dir) -> dict:
     info = yaml.safe_load((bag_dir / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
     assert info['version'] == 9 and info['storage_identifier'] == 'mcap'
     assert info['relative_file_paths'] == [f'{bag_dir.name}.mcap']
-    counts = {t['topic_metadata']['name']: t['message_count'] for t in info['topics_with_message_count']}
+    counts = {t['topic_metadata']['name']: t['message_count']
+              for t in info['topics_with_message_count']}
     assert info['message_count'] == sum(counts.values())
     return counts
 
@@ -98,7 +101,7 @@ def test_bag_writer_roundtrip_and_cut_off_bag(tmp_path):
 
 
 def recorder_status(diagnostics: list) -> dict:
-    """The recorder's latest per-topic counts from /diagnostics: {topic: (received, written, failed, lost)}."""
+    """The recorder's latest /diagnostics: {topic: (received, written, failed, lost), 'level': ...}."""
     for array in reversed(diagnostics):
         for status in array.status:
             if status.name == 'recorder: bag':
@@ -139,7 +142,8 @@ def test_records_graph_and_closes_on_sigint(tmp_path, start_node, ros_node):
     received = {t: s['received'] for t, s in summary['topics'].items()}
     assert counts == received == metadata_counts(bag)
     assert all(s['written'] == s['received'] and s['failed'] == 0 for s in summary['topics'].values())
-    assert {'/camera/image_raw', '/joint_states', '/reward', '/reward/mask', '/diagnostics'} <= set(msgs)
+    assert {'/camera/image_raw', '/joint_states', '/reward', '/reward/mask',
+            '/diagnostics'} <= set(msgs)
     assert '/clock' not in msgs
     types = {t: {name for _, name, _ in m} for t, m in msgs.items()}
     assert types['/camera/image_raw'] == {'sensor_msgs/msg/Image'}
@@ -160,7 +164,8 @@ def test_records_graph_and_closes_on_sigint(tmp_path, start_node, ros_node):
     assert len(common) >= 20
     t, img = bag_images[common[len(common) // 2]]
     live = images[common[len(common) // 2]]
-    assert (img.width, img.height, img.encoding, img.step) == (live.width, live.height, live.encoding, live.step)
+    fields = ('width', 'height', 'encoding', 'step')
+    assert [getattr(img, f) for f in fields] == [getattr(live, f) for f in fields]
     assert bytes(img.data) == bytes(live.data)
     assert abs(t - stamp_ns(live.header.stamp)) < 5e9   # sim time, not the system clock
     bag_rewards = {stamp_ns(m.header.stamp): m for _, _, m in msgs['/reward']}
@@ -172,16 +177,26 @@ def test_records_graph_and_closes_on_sigint(tmp_path, start_node, ros_node):
         assert bag_rewards[stamp].mask_fraction == rewards[stamp].mask_fraction
 
 
-def test_sigterm_closes_cleanly(tmp_path, start_node, ros_node):
-    rec, _ = start_recorder(tmp_path, start_node, ros_node, '/joint_states',
-                            {'topics': '[/joint_states, /reward, /nobody/publishes_this]'})
-    ros_node.spin_for(1.0)
+def test_sigterm_closes_cleanly_and_warns_of_unrecordable_publishers(tmp_path, start_node, ros_node):
+    rec, diagnostics = start_recorder(tmp_path, start_node, ros_node, '/joint_states', {
+        'topics': '[/joint_states, /reward, /nobody/publishes_this, /recorder_test/qos]'})
+    reliable = ros_node.create_publisher(String, '/recorder_test/qos', 10)
+    ros_node.spin_until(lambda: '/recorder_test/qos' in recorder_status(diagnostics), 10,
+                        'the recorder subscribing /recorder_test/qos')
+    reliable.publish(String(data='recorded'))
+    # The recorder subscribed reliable; a best-effort publisher cannot reach it: it says so.
+    ros_node.create_publisher(String, '/recorder_test/qos', SENSOR_QOS, event_callbacks=
+                              PublisherEventCallbacks(incompatible_qos=lambda _: None))
+    ros_node.spin_until(lambda: recorder_status(diagnostics)['level'] == DiagnosticStatus.WARN, 10,
+                        'a WARN about the incompatible publisher')
     rec.proc.send_signal(signal.SIGTERM)
     assert rec.proc.wait(timeout=20) == 0
     bag = tmp_path / 'bag'
     summary = json.loads((bag / SUMMARY_NAME).read_text())
-    _, counts = read_bag(bag)
-    assert set(counts) == {'/joint_states', '/reward'} and counts['/joint_states'] > 0
-    assert summary['not_recorded'] == {'/nobody/publishes_this': 'no publisher seen'}
+    msgs, counts = read_bag(bag)
+    assert set(counts) == {'/joint_states', '/reward', '/recorder_test/qos'}
+    assert counts['/joint_states'] > 0 and msgs['/recorder_test/qos'][0][2].data == 'recorded'
     assert counts == metadata_counts(bag) == {t: s['received'] for t, s in summary['topics'].items()}
-    assert 'closed' in rec.output()
+    assert summary['not_recorded'] == {'/nobody/publishes_this': 'no publisher seen'}
+    assert summary['incompatible_qos_events'] == {'/recorder_test/qos': 1}
+    assert 'closed' in rec.output() and 'incompatible' in rec.output()

@@ -40,7 +40,7 @@ def test_model_is_the_real_ur5e(world):
     assert world.model.njnt == world.n_joints == 6 and world.model.nu == 6
     # Menagerie's 20 UR5e meshes, loaded from the wheel: thousands of vertices, not primitives.
     assert world.model.nmesh == 20 and world.model.nmeshvert > 10_000 and world.model.nkey == 0
-    assert np.all(world.joint_lower < world.home_qpos) and np.all(world.home_qpos < world.joint_upper)
+    assert np.all((world.joint_lower < world.home_qpos) & (world.home_qpos < world.joint_upper))
     np.testing.assert_allclose(world.velocity_limits, TASK_VELOCITY_LIMIT)
     assert TASK_VELOCITY_LIMIT == 0.7 and world.actuated.tolist() == [True] * 5 + [False]
 
@@ -72,6 +72,9 @@ def test_flange_is_ur5e_forward_kinematics(world):
     world.step(0.3)
     np.testing.assert_allclose(world.ee_position(), ur5_fk(world.joint_state()[0], 'ur5e')[:3, 3],
                                atol=1e-9)
+    # The wrist camera (on the flange) renders from there too, not from one physics step ago.
+    np.testing.assert_allclose(world.data.cam_xpos[world.model.camera('wrist').id],
+                               world.ee_position(), atol=1e-12)
 
 
 # ---- control --------------------------------------------------------------------------------
@@ -214,6 +217,15 @@ def test_reset_is_random_and_reproducible(world):
     np.testing.assert_array_equal(a[0], a[1])
     b = np.array([world.reset_target(np.random.default_rng(s)) for s in range(30)])
     assert np.ptp(b[:, 0]) > 0.2 and np.ptp(b[:, 2]) > 0.1   # spread over the screen
+
+
+def test_random_target_positions_lie_on_the_screen(world):
+    m = world.monitor
+    for xyz in [world.random_target_position(np.random.default_rng(s)) for s in range(20)]:
+        uv, height = m.to_screen(xyz)
+        assert np.all(uv >= m.low) and np.all(uv <= m.high) and height == pytest.approx(0.002)
+        world.set_target(xyz)
+        np.testing.assert_allclose(world.target_position(), xyz, atol=1e-12)
 
 
 def test_set_target_round_trips_through_screen_coordinates(world):

@@ -111,6 +111,7 @@ class PolicyNode(Node):
         self.ep_random = 0
         self.ep_start_sim = self.ep_start_wall = 0.0
         self.last_tick_ns: int | None = None
+        self.last_tick_wall: float | None = None
         self.done = False
 
         self.cmd_pub = self.create_publisher(Float64MultiArray, TOPIC_POLICY_COMMAND, COMMAND_QOS)
@@ -191,6 +192,9 @@ class PolicyNode(Node):
         self.last_obs_ns = stamp
         cycle_ms = (now_ns - self.last_tick_ns) / 1e6 if self.last_tick_ns else float('nan')
         self.last_tick_ns = now_ns
+        wall_now = time.monotonic()
+        wall_cycle_ms = (wall_now - self.last_tick_wall) * 1e3 if self.last_tick_wall else float('nan')
+        self.last_tick_wall = wall_now
         if self.t > 0:
             self.learner.add(self.prev_action, reward, frame, proprio, terminal=False)
             self.ep_return += reward
@@ -220,6 +224,7 @@ class PolicyNode(Node):
         self.t += 1
         self.total_steps += 1
         row = {'step': self.total_steps, 'episode': self.episode, 'cycle_ms': cycle_ms,
+               'wall_cycle_ms': wall_cycle_ms,
                'action_ms': act_ms, 'environment_ms': env_ms, 'reward': reward,
                'updates': self.learner.updates, 'weights_version': self.learner.weights_version,
                'weights_age_steps': age_steps, 'weights_age_ms': age_ms,
@@ -283,6 +288,7 @@ class PolicyNode(Node):
         stamp, frame, _, proprio = obs
         self.last_obs_ns = stamp
         self.last_tick_ns = self.get_clock().now().nanoseconds
+        self.last_tick_wall = time.monotonic()
         self.stacker.reset(frame)
         self.learner.start_episode(frame, proprio)
         self.t = 0

@@ -95,8 +95,7 @@ class RecorderNode(Node):
         for topic in self.wanted:
             if topic in self.subscribed or topic in self.unrecordable:
                 continue
-            pubs = [p for p in self.get_publishers_info_by_topic(topic)
-                    if not (p.node_name == self.get_name() and topic != TOPIC_DIAGNOSTICS)]
+            pubs = self.get_publishers_info_by_topic(topic)
             if not pubs:
                 if topic not in self.reported_missing and time.monotonic() - self.t0 > MISSING_WARN_S:
                     self.reported_missing.add(topic)
@@ -118,9 +117,10 @@ class RecorderNode(Node):
         offered = [p.qos_profile for p in pubs]
         reliable = all(q.reliability == ReliabilityPolicy.RELIABLE for q in offered)
         latched = all(q.durability == DurabilityPolicy.TRANSIENT_LOCAL for q in offered)
-        qos = QoSProfile(depth=DEPTH,
-                         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+        qos = QoSProfile(
+            depth=DEPTH,
+            reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
         self.bag.add_topic(topic, msgtype, [qos_dict(q) for q in offered])
         self.bag.stats[topic].qos = f'{qos.reliability.name.lower()}/{qos.durability.name.lower()}'
         events = SubscriptionEventCallbacks(
@@ -157,14 +157,17 @@ class RecorderNode(Node):
             problems.append(f"{s['lost']} messages lost before reaching the recorder")
         if self.incompatible:
             problems.append(f'incompatible publishers on {", ".join(sorted(self.incompatible))}')
+        if problems:
+            self.get_logger().warning('; '.join(problems), throttle_duration_sec=10.0)
         status = DiagnosticStatus(name='recorder: bag', hardware_id=str(self.bag.path))
         status.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
         status.message = '; '.join(problems) or (
             f"recording {len(self.subscribed)}/{len(self.wanted)} topics, {s['written']} messages")
-        status.values = [KeyValue(key=k, value=str(s[k])) for k in ('received', 'written', 'failed', 'lost')]
+        counts = ('received', 'written', 'failed', 'lost')
+        status.values = [KeyValue(key=k, value=str(s[k])) for k in counts]
         for topic, st in s['topics'].items():
-            status.values.append(KeyValue(key=f'{topic} received/written/failed/lost',
-                                          value=f"{st['received']}/{st['written']}/{st['failed']}/{st['lost']}"))
+            status.values.append(KeyValue(key=f'{topic} {"/".join(counts)}',
+                                          value='/'.join(str(st[k]) for k in counts)))
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(msg)

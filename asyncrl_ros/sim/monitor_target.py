@@ -97,7 +97,7 @@ class MonitorTarget:
         return self.position.copy()
 
     def step(self, dt: float) -> np.ndarray:
-        """Move `dt` s at constant speed, reflecting elastically off the edges (exact for any dt)."""
+        """Move `dt` s at constant speed, reflecting elastically off the edges (exact, any dt)."""
         if not (isinstance(dt, (int, float, np.floating, np.integer)) and math.isfinite(dt)
                 and dt >= 0):
             raise ValueError(f'dt must be a finite number >= 0 s, got {dt!r}')

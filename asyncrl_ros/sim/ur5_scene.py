@@ -35,12 +35,13 @@ TARGET_BODY = 'target'
 # Thesis: five joints actuated, each within [-0.7, 0.7] rad/s; the last wrist joint is held.
 TASK_VELOCITY_LIMIT = 0.7
 ACTUATED = np.array([True, True, True, True, True, False])
-# Velocity-servo gains (N m s/rad), about (largest joint-space inertia over the workspace) / 8 ms
-# for the three big joints: they reach the commanded velocity within ~20 ms, inside one action
-# cycle. The wrists (inertia 1e-4..2e-2 kg m^2, no rotor inertia in the model) track within a
-# few ms at 10. The servo stands for UR's own joint-velocity controller, so it is not
-# torque-limited: MuJoCo's implicit damping is unconditionally stable only unclamped; clamped at
-# the UR5e's 150 / 28 N m, random +-0.7 rad/s reversals oscillate at 10 ms physics steps.
+# Velocity-servo gains (N m s/rad), about (largest joint-space inertia over the joint range) /
+# 4-9 ms for the three big joints: they reach the commanded velocity within a few tens of ms,
+# inside one action cycle. The wrists (inertia 1e-4..2e-2 kg m^2; the model has no rotor
+# inertia) track within a few ms at 10. The servo stands for UR's own joint-velocity
+# controller, so it is not torque-limited: MuJoCo's implicit damping is unconditionally stable
+# only unclamped; clamped at the UR5e's 150 / 28 N m, random +-0.7 rad/s reversals oscillate at
+# 10 ms physics steps.
 SERVO_KV = np.array([400.0, 400.0, 150.0, 10.0, 10.0, 10.0])
 
 # With the pan joint at pi/2 (the authors' reset pose) and the camera level towards the monitor,
@@ -106,7 +107,7 @@ def _load_arm() -> mujoco.MjSpec:
     path = ur5e_xml_path()
     arm = mujoco.MjSpec.from_file(path)
     meshdir = os.path.join(os.path.dirname(path), arm.meshdir)
-    # Relative mesh paths would resolve against the parent spec's folder once attached.
+    # Absolute mesh paths: the spec compiles the same from any working folder.
     for mesh in arm.meshes:
         mesh.file = os.path.join(meshdir, mesh.file)
     for element in [*arm.actuators, *arm.keys, *arm.lights]:
@@ -127,8 +128,8 @@ def _load_arm() -> mujoco.MjSpec:
     arm.body('wrist_2_link').pos = [0, d4 - 0.138 + 0.131, 0]
     arm.body('wrist_3_link').pos = [0, 0, d5]
     arm.site('attachment_site').pos = [0, d6, 0]
-    # tool0: UR's flange frame (z the tool axis, as ur5_fk's); Menagerie's attachment_site has
-    # the same z but x, y turned by -pi/2 about it.
+    # tool0: UR's flange frame, as ur5_fk's (z the tool axis); Menagerie's attachment_site has
+    # the same origin and z, its x and y a quarter turn about z away.
     arm.body('wrist_3_link').add_body(name=FLANGE_BODY, pos=[0, d6, 0],
                                       quat=[np.sqrt(0.5), -np.sqrt(0.5), 0, 0])
     # Menagerie's base body is ur_description's base_link; UR's base frame (the world here) is

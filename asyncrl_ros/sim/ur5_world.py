@@ -119,14 +119,22 @@ class UR5World:
         """World xyz of the red disc's centre (just in front of the screen surface)."""
         return self.data.mocap_pos[self._mocap].copy()
 
+    def random_target_position(self, rng: np.random.Generator | None = None) -> np.ndarray:
+        """A random target position on the screen (world xyz), for set_target; moves nothing."""
+        uv = (self.rng if rng is None else rng).uniform(self.monitor.low, self.monitor.high)
+        return self.monitor.to_world(uv) + TARGET_LIFT * self.monitor.normal
+
     def target_screen_position(self) -> np.ndarray:
         """(u, v) of the disc's centre on the screen, m from its centre."""
         return self.monitor.position.copy()
 
     def _place_target(self) -> None:
-        self.data.mocap_pos[self._mocap] = self.monitor.to_world() + TARGET_LIFT * self.monitor.normal
-        # Positions of mocap bodies only reach the renderer through forward kinematics.
+        m = self.monitor
+        self.data.mocap_pos[self._mocap] = m.to_world() + TARGET_LIFT * m.normal
+        # Poses of mocap bodies (and, after mj_step, of the links and the camera) only reach the
+        # renderer through forward kinematics.
         mujoco.mj_kinematics(self.model, self.data)
+        mujoco.mj_camlight(self.model, self.data)
 
     # ---- control and time -------------------------------------------------------------
     def set_joint_velocity(self, qdot: np.ndarray) -> None:
