@@ -12,6 +12,7 @@ NODES = {
     'policy': 'asyncrl_ros.nodes.policy_node:main',
     'replay_sampler': 'asyncrl_ros.nodes.replay_sampler_node:main',
     'learner': 'asyncrl_ros.nodes.learner_node:main',
+    'recorder': 'asyncrl_ros.nodes.recorder_node:main',
     'bringup': 'asyncrl_ros.bringup:main',
 }
 
@@ -33,5 +34,6 @@ setup(
     description='Real-time SAC from pixels on robot arms, sync and async, over ROS 2.',
     license='Apache-2.0',
     entry_points={'console_scripts': [f'{name} = {target}' for name, target in NODES.items()]
-                  + ['asyncrl = asyncrl_ros.bringup:main']},
+                  + ['asyncrl = asyncrl_ros.bringup:main',
+                     'asyncrl-compare = asyncrl_ros.compare:main']},
 )

@@ -72,7 +72,7 @@ class InProcessLearner:
         if learning_steps <= 0 or len(self.replay) < cfg.sac.batch_size:
             return timings
         # The cap counts steps since learning began: no burst to catch up on the random phase.
-        while self.updates < cfg.run.max_updates_per_step * learning_steps:
+        while self.updates + 1 <= cfg.run.max_updates_per_step * learning_steps:
             t0 = time.perf_counter()
             batch = self.replay.sample(cfg.sac.batch_size, (cfg.sac.crop_height, cfg.sac.crop_width))
             t1 = time.perf_counter()

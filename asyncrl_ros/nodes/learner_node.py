@@ -53,7 +53,7 @@ class OwnReplayBatches:
         self.drain()
         cfg = self.cfg
         allowed = cfg.run.max_updates_per_step * self.owner.learning_steps(cfg.run.init_random_steps)
-        if updates >= allowed or len(self.owner.replay) < cfg.sac.batch_size:
+        if updates + 1 > allowed or len(self.owner.replay) < cfg.sac.batch_size:
             time.sleep(timeout)
             return None
         return self.owner.replay.sample(cfg.sac.batch_size, (cfg.sac.crop_height, cfg.sac.crop_width))

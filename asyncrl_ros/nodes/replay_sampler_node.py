@@ -61,7 +61,7 @@ class ReplaySamplerNode(Node):
             while self.inbox:
                 self.owner.ingest(msg_to_transition(self.inbox.popleft()))
             allowed = cfg.run.max_updates_per_step * self.owner.learning_steps(cfg.run.init_random_steps)
-            if self.batches >= allowed or len(self.owner.replay) < cfg.sac.batch_size:
+            if self.batches + 1 > allowed or len(self.owner.replay) < cfg.sac.batch_size:
                 time.sleep(0.005)
                 continue
             slot = self.ring.acquire_write(timeout=0.02)

@@ -1,0 +1,112 @@
+"""Learning backends without a ROS graph: the update cap, the frame stacker, weights
+picked up by a remote policy through shared memory, and the replay owner's counts."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from asyncrl_ros.config import load_config
+from asyncrl_ros.learning import FrameStacker, InProcessLearner
+from asyncrl_ros.remote import (RemoteLearner, ReplayOwner, ShmWeightsSource, TopicWeightsSource,
+                                make_agent, policy_tensors, weights_to_bytes)
+from asyncrl_ros.shm_weights import WeightStore
+
+P, A = 21, 7
+
+
+def tiny(**run) -> object:
+    return load_config({'image': {'width': 40, 'height': 36},
+                        'sac': {'crop_height': 32, 'crop_width': 32, 'batch_size': 4,
+                                'hidden_dim': 32, 'num_filters': 8},
+                        'run': {'init_random_steps': 5, **run}})
+
+
+def frame(i: int) -> np.ndarray:
+    return np.full((3, 36, 40), i % 256, dtype=np.uint8)
+
+
+def feed(learner, n: int, start: int = 0) -> None:
+    for i in range(start, start + n):
+        learner.add(np.zeros(A, np.float32), 0.1, frame(i + 1), np.zeros(P, np.float32), False)
+
+
+@pytest.mark.parametrize('cap, expected', [(1.0, 15), (0.5, 7), (2.0, 30)])
+def test_sync_update_cap_counts_steps_after_random_phase(cap, expected):
+    learner = InProcessLearner(tiny(max_updates_per_step=cap), P, A)
+    learner.start_episode(frame(0), np.zeros(P, np.float32))
+    for i in range(20):
+        feed(learner, 1, i)
+        learner.learn()
+    # 20 steps, 5 random: learning over 15 steps, never a burst to catch up.
+    assert learner.updates == expected
+
+
+def test_frame_stacker_orders_oldest_first_and_restarts_per_episode():
+    stacker = FrameStacker(3)
+    stacker.reset(frame(1))
+    stacker.push(frame(2))
+    stacker.push(frame(3))
+    assert [int(stacker.stacked()[3 * k, 0, 0]) for k in range(3)] == [1, 2, 3]
+    stacker.push(frame(4))
+    assert [int(stacker.stacked()[3 * k, 0, 0]) for k in range(3)] == [2, 3, 4]
+    stacker.reset(frame(9))
+    assert [int(stacker.stacked()[3 * k, 0, 0]) for k in range(3)] == [9, 9, 9]
+
+
+def test_remote_policy_picks_up_new_weights_from_shared_memory():
+    cfg = tiny()
+    learner_agent = make_agent(cfg, P, A)
+    store = WeightStore.create('asyncrl_test_pickup', policy_tensors(learner_agent))
+    sent = []
+    try:
+        remote = RemoteLearner(cfg, P, A, sent.append, ShmWeightsSource('asyncrl_test_pickup'))
+        obs = np.random.default_rng(0).integers(0, 255, (9, 36, 40), dtype=np.uint8)
+        prop = np.zeros(P, np.float32)
+        remote.poll_weights(step=0)
+        assert remote.weights_version == 0
+        # The learner changes its weights and publishes them twice.
+        with torch.no_grad():
+            for p in learner_agent.actor.parameters():
+                p.add_(0.5)
+        store.publish(policy_tensors(learner_agent))
+        store.publish(policy_tensors(learner_agent))
+        remote.poll_weights(step=10)
+        assert remote.weights_version == 2
+        assert np.allclose(remote.agent.act(obs, prop, deterministic=True),
+                           learner_agent.act(obs, prop, deterministic=True), atol=1e-6)
+        assert remote.age(step=13)[0] == 3
+        remote.close()
+    finally:
+        store.close()
+        store.unlink()
+
+
+def test_topic_weights_take_only_newer_versions():
+    cfg = tiny()
+    a, b = make_agent(cfg, P, A), make_agent(cfg, P, A)
+    with torch.no_grad():
+        for p in b.actor.parameters():
+            p.mul_(-1)
+    source = TopicWeightsSource()
+    remote = RemoteLearner(cfg, P, A, lambda t: None, source)
+    source.offer(2, weights_to_bytes(policy_tensors(b)))
+    remote.poll_weights(0)
+    source.offer(1, weights_to_bytes(policy_tensors(a)))   # stale: ignored
+    remote.poll_weights(1)
+    assert remote.weights_version == 2
+    for mine, theirs in zip(remote.agent.actor.parameters(), b.actor.parameters()):
+        assert torch.equal(mine, theirs)
+
+
+def test_replay_owner_counts_stored_and_missing_transitions():
+    cfg = tiny()
+    owner = ReplayOwner(cfg, P, A)
+    sent = []
+    remote = RemoteLearner(cfg, P, A, sent.append, TopicWeightsSource())
+    remote.start_episode(frame(0), np.zeros(P, np.float32))
+    feed(remote, 10)
+    for t in sent[:4] + sent[6:]:   # two lost on the way
+        owner.ingest(t)
+    assert owner.stored == 8 and owner.missing == 2 and owner.episodes == 1
+    assert remote.sent == 10
