@@ -48,6 +48,8 @@ def node_command(node: str, config_file: Path, run_dir: Path, resume: bool) -> l
            '-p', f'config_file:={config_file}', '-p', 'use_sim_time:=true']
     if node in STATEFUL_NODES:
         cmd += ['-p', f'run_dir:={run_dir}', '-p', f'resume:={str(resume).lower()}']
+    if node == 'recorder':
+        cmd += ['-p', f'bag_path:={run_dir / "bag"}']
     return cmd
 
 
@@ -87,6 +89,8 @@ def parse_args(argv=None):
     parser.add_argument('--list', action='store_true', help='list profiles and exit')
     parser.add_argument('--check', action='store_true', help='validate the config and exit')
     parser.add_argument('--quiet', action='store_true', help="only the policy's output")
+    parser.add_argument('--record', action='store_true',
+                        help='record the run into a rosbag2 (MCAP) in <run folder>/bag')
     return parser.parse_args(argv)
 
 
@@ -137,11 +141,13 @@ def main(argv=None) -> int:
             {'profile': profile.name, 'nodes': list(profile.nodes),
              'started': datetime.now().isoformat(timespec='seconds')}))
     env = ros_environment(run_dir)
-    print(f'[bringup] {profile.name}: {", ".join(profile.nodes)} -> {run_dir}', flush=True)
+    print(f'[bringup] {profile.name} ({cfg.mode}): {", ".join(profile.nodes)} -> {run_dir}',
+          flush=True)
 
     procs: dict[str, subprocess.Popen] = {}
     threads = []
-    for node in profile.nodes:
+    nodes = list(profile.nodes) + (['recorder'] if args.record or cfg.run.record else [])
+    for node in nodes:
         proc = subprocess.Popen(node_command(node, config_file, run_dir, bool(args.resume)),
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, start_new_session=True)

@@ -58,6 +58,8 @@ class RunConfig:
     seed: int = 0
     # Where run folders go (relative paths are relative to the current directory).
     runs_dir: str = 'runs'
+    # Record the run's topics into <run folder>/bag (rosbag2, MCAP).
+    record: bool = False
 
 
 @dataclass

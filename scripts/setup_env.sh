@@ -22,10 +22,13 @@ fi
 REQ_HASH=$(hash_of "$ROOT/requirements.txt")
 if ! stamp_ok requirements "$REQ_HASH"; then
   say "installing pinned requirements (about a minute on first run)"
-  "$PY" -m pip install -q --upgrade pip
-  "$PY" -m pip install -q -r "$ROOT/requirements.txt"
-  # Only its MuJoCo model files are used (never imported), so none of its dependencies.
-  "$PY" -m pip install -q --no-deps genesis-world==1.4.5
+  mkdir -p "$STAMPS"
+  {
+    "$PY" -m pip install --upgrade pip &&
+    "$PY" -m pip install -r "$ROOT/requirements.txt" &&
+    # Only its MuJoCo model files are used (never imported), so none of its dependencies.
+    "$PY" -m pip install --no-deps genesis-world==1.4.5
+  } > "$STAMPS/pip.log" 2>&1 || { tail -40 "$STAMPS/pip.log"; echo "[setup] pip failed (log: $STAMPS/pip.log)"; exit 1; }
   # The wheels' exported CMake targets name include paths of the machine that built them.
   PYINC=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
   NPINC=$("$PY" -c 'import numpy; print(numpy.get_include())')
@@ -57,7 +60,8 @@ fi
 PKG_HASH=$(hash_of "$ROOT/setup.py" "$ROOT/setup.cfg" "$ROOT/package.xml")
 if ! stamp_ok package "$PKG_HASH" || ! "$PY" -c "import asyncrl_ros" 2>/dev/null; then
   say "installing asyncrl_ros (editable) into the venv"
-  "$PY" -m pip install -q --no-deps --no-build-isolation -e "$ROOT"
+  "$PY" -m pip install --no-deps --no-build-isolation -e "$ROOT" > "$STAMPS/install.log" 2>&1 \
+    || { tail -40 "$STAMPS/install.log"; exit 1; }
   # The ament index marker and share/ files a plain pip install does not write.
   mkdir -p "$VENV/share/ament_index/resource_index/packages" "$VENV/share/asyncrl_ros"
   touch "$VENV/share/ament_index/resource_index/packages/asyncrl_ros"
