@@ -32,7 +32,7 @@ if ! stamp_ok requirements "$REQ_HASH"; then
   # The wheels' exported CMake targets name include paths of the machine that built them.
   PYINC=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
   NPINC=$("$PY" -c 'import numpy; print(numpy.get_include())')
-  grep -rl "/opt/python/cp311-cp311" "$VENV"/share/*/cmake/*.cmake 2>/dev/null | while read -r f; do
+  { grep -rl "/opt/python/cp311-cp311" "$VENV"/share/*/cmake/*.cmake 2>/dev/null || true; } | while read -r f; do
     sed -i -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$NPINC#g" \
            -e "s#/opt/python/cp311-cp311/include/python3.11#$PYINC#g" "$f"
   done
