@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from asyncrl_ros.kinematics import panda_fk
+from asyncrl_ros.kinematics import panda_fk, ur5_fk
 from asyncrl_ros.safety import SafetyLimits
 
 
@@ -25,10 +25,26 @@ class ArmSpec:
     workspace_min: np.ndarray
     workspace_max: np.ndarray
     fk: Callable[[np.ndarray], np.ndarray]
+    # Joints the policy drives; the others are held at zero velocity (UR5: the last wrist).
+    actuated: np.ndarray
+    # Which reward of the seeds this arm's task uses ('paper' Franka, 'thesis' UR5).
+    reward: str
+    # Which target the task shows: on the table ('table') or on a monitor ('screen').
+    target: str
 
     @property
     def n_joints(self) -> int:
         return len(self.joint_names)
+
+    @property
+    def n_actuated(self) -> int:
+        return int(np.count_nonzero(self.actuated))
+
+    def full_command(self, actuated_values: np.ndarray) -> np.ndarray:
+        """Velocities of the actuated joints -> a command for every joint (others zero)."""
+        out = np.zeros(self.n_joints)
+        out[self.actuated] = actuated_values
+        return out
 
     def fk_position(self, q: np.ndarray) -> np.ndarray:
         return self.fk(q)[:3, 3]
@@ -65,10 +81,37 @@ def franka() -> ArmSpec:
         workspace_min=WORKSPACE_MIN.copy(),
         workspace_max=WORKSPACE_MAX.copy(),
         fk=panda_fk,
+        actuated=np.ones(7, dtype=bool),
+        reward='paper',
+        target='table',
     )
 
 
-ARMS = {'franka': franka}
+def ur5(variant: str = 'ur5') -> ArmSpec:
+    """UR5 (the thesis' arm) or UR5e (the simulated model); same joints, home and box."""
+    from asyncrl_ros.sim.ur5_scene import (ACTUATED, JOINT_NAMES, TASK_VELOCITY_LIMIT,
+                                           UR5_WORKSPACE_MAX, UR5_WORKSPACE_MIN)
+    from asyncrl_ros.sim.ur5_world import HOME_QPOS
+    limit = np.full(6, 2 * np.pi)
+    limit[2] = np.pi   # the elbow's documented range
+    return ArmSpec(
+        name=variant,
+        joint_names=tuple(JOINT_NAMES),
+        # The thesis caps every joint at 0.7 rad/s.
+        velocity_limits=np.full(6, TASK_VELOCITY_LIMIT),
+        joint_lower=-limit,
+        joint_upper=limit.copy(),
+        home_qpos=HOME_QPOS.copy(),
+        workspace_min=UR5_WORKSPACE_MIN.copy(),
+        workspace_max=UR5_WORKSPACE_MAX.copy(),
+        fk=lambda q: ur5_fk(q, variant),
+        actuated=ACTUATED.copy(),
+        reward='thesis',
+        target='screen',
+    )
+
+
+ARMS = {'franka': franka, 'ur5': lambda: ur5('ur5'), 'ur5e': lambda: ur5('ur5e')}
 
 
 def get_arm(name: str) -> ArmSpec:

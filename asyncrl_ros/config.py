@@ -18,8 +18,9 @@ from asyncrl_ros.reward import FRANKA_ALPHA
 from asyncrl_ros.sac import SACConfig
 
 MODES = ('sync', 'async1', 'async2')
-ARMS = ('franka',)
-WORLDS = ('sim',)
+ARMS = ('franka', 'ur5', 'ur5e')
+WORLDS = ('sim', 'real')
+TASKS = ('reacher', 'tracker')
 WEIGHT_TRANSPORTS = ('shm', 'topic')
 
 
@@ -35,7 +36,9 @@ class ImageConfig:
 
 @dataclass
 class TaskConfig:
-    """The visual reacher of the paper (Franka)."""
+    """The visual reacher of the paper (Franka); the UR5 settings override what differs."""
+    # 'tracker' moves the target (UR5 monitor task of the thesis).
+    name: str = 'reacher'
     action_cycle_ms: float = 40.0
     episode_s: float = 6.0
     # R = reward_scale * dt[ms] * mean(mask)   (paper, Eq. 3)
@@ -118,6 +121,8 @@ class ExperimentConfig:
             raise ConfigError(f"unknown mode '{self.mode}' (choose one of {', '.join(MODES)})")
         if self.arm not in ARMS:
             raise ConfigError(f"unknown arm '{self.arm}' (choose one of {', '.join(ARMS)})")
+        if self.task.name not in TASKS:
+            raise ConfigError(f"unknown task.name '{self.task.name}' (choose one of {', '.join(TASKS)})")
         if self.world not in WORLDS:
             raise ConfigError(f"unknown world '{self.world}' (choose one of {', '.join(WORLDS)})")
         positive = {

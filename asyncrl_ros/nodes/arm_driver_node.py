@@ -103,7 +103,9 @@ class ArmDriverNode(Node):
             desired = np.zeros(self.arm.n_joints)
             self.count(['watchdog'])
         else:
-            desired = self.command
+            desired = np.array(self.command, dtype=float)
+            if desired.shape == (self.arm.n_joints,):
+                desired[~self.arm.actuated] = 0.0   # e.g. the UR5's last wrist joint stays put
         safe, events = self.filter.filter(desired, self.q, self.period)
         self.publish(safe, events)
 

@@ -167,7 +167,7 @@ class LearnerNode(Node):
         os.nice(cfg.asynchronous.learner_niceness)
         torch.set_num_threads(cfg.sac.torch_threads)
         arm = get_arm(cfg.arm)
-        n = arm.n_joints
+        n = arm.n_actuated
         self.agent = make_agent(cfg, 3 * n, n)
         names = shm_names(self.run_dir)
         self.source = (OwnReplayBatches(self, cfg, 3 * n, n) if own_replay

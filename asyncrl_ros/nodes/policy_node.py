@@ -76,8 +76,9 @@ class PolicyNode(Node):
         self.arm = get_arm(cfg.arm)
         self.cycle = cfg.task.action_cycle_ms / 1000.0
         self.steps_per_episode = int(round(cfg.task.episode_s / self.cycle))
-        self.action_scale = self.arm.velocity_limits * cfg.safety.velocity_fraction
-        n = self.arm.n_joints
+        act = self.arm.actuated
+        self.action_scale = self.arm.velocity_limits[act] * cfg.safety.velocity_fraction
+        n = self.arm.n_actuated
         self.proprio_dim = 3 * n
         self.run_dir = Path(run_dir)
         self.learner = BACKENDS[cfg.mode](self, cfg, self.proprio_dim, n)
@@ -165,7 +166,9 @@ class PolicyNode(Node):
         for key in reversed(self.images):
             if key in self.rewards and key > self.last_obs_ns and self.q is not None:
                 frame = image_to_numpy(self.images[key]).transpose(2, 0, 1).copy()
-                proprio = np.concatenate([self.q, self.qd, self.prev_action]).astype(np.float32)
+                act = self.arm.actuated
+                proprio = np.concatenate([self.q[act], self.qd[act],
+                                          self.prev_action]).astype(np.float32)
                 return key, frame, self.rewards[key], proprio
         return None
 
@@ -208,7 +211,7 @@ class PolicyNode(Node):
         t_act = time.perf_counter()
         random_action = self.total_steps < self.cfg.run.init_random_steps
         if random_action:
-            action = self.rng.uniform(-1.0, 1.0, self.arm.n_joints).astype(np.float32)
+            action = self.rng.uniform(-1.0, 1.0, self.arm.n_actuated).astype(np.float32)
             self.ep_random += 1
         else:
             action = self.learner.act(self.stacker.stacked(), proprio).astype(np.float32)
@@ -238,7 +241,7 @@ class PolicyNode(Node):
             # A NaN from the network must never reach the robot; the driver would zero it too.
             self.get_logger().error('non-finite action from the actor; sending zero')
             action = np.zeros_like(action)
-        velocity = np.clip(action, -1.0, 1.0) * self.action_scale
+        velocity = self.arm.full_command(np.clip(action, -1.0, 1.0) * self.action_scale)
         self.cmd_pub.publish(Float64MultiArray(data=[float(v) for v in velocity]))
 
     def publish_step_metrics(self, row: dict, random_action: bool):

@@ -35,7 +35,7 @@ class ReplaySamplerNode(Node):
             raise ValueError("parameter 'run_dir' is required")
         self.run_dir = Path(run_dir)
         os.nice(cfg.asynchronous.learner_niceness)
-        n = get_arm(cfg.arm).n_joints
+        n = get_arm(cfg.arm).n_actuated
         self.owner = ReplayOwner(cfg, 3 * n, n)
         if resume and (self.run_dir / REPLAY_CHECKPOINT).is_file():
             state = load_checkpoint(self.run_dir / REPLAY_CHECKPOINT)

@@ -1,7 +1,9 @@
-"""reward: the paper's colour-threshold reward from each camera image.
+"""reward: the seeds' colour-threshold rewards from each camera image.
 
-Each reward carries the stamp of the image it came from, so the policy pairs them
-by stamp. The mask is published as an image for rqt_image_view.
+Franka (paper, Eq. 3): R = 0.25 * dt[ms] * mean(mask). UR5 (thesis, Eq. 3.1):
+R = 800 * mean(mask * W) - joint posture penalty, with the joint positions latest at the
+image's arrival. Each reward carries the stamp of the image it came from, so the policy
+pairs them by stamp. The mask is published as an image for rqt_image_view.
 """
 from __future__ import annotations
 
@@ -10,10 +12,13 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from asyncrl_ros.nodes.common import (REWARD_QOS, SENSOR_QOS, TOPIC_IMAGE, TOPIC_REWARD,
-                                      TOPIC_REWARD_MASK, declare, declare_config,
+from sensor_msgs.msg import JointState
+
+from asyncrl_ros.arms import get_arm
+from asyncrl_ros.nodes.common import (REWARD_QOS, SENSOR_QOS, TOPIC_IMAGE, TOPIC_JOINT_STATES,
+                                      TOPIC_REWARD, TOPIC_REWARD_MASK, declare, declare_config,
                                       image_to_numpy, numpy_to_image)
-from asyncrl_ros.reward import franka_reward, red_mask
+from asyncrl_ros.reward import franka_reward, red_mask, ur5_reward
 from asyncrl_ros_interfaces.msg import Reward
 
 
@@ -28,9 +33,25 @@ class RewardNode(Node):
                              'alpha in R = alpha * dt[ms] * mean(mask)')
         self.publish_mask = declare(self, 'publish_mask', True, 'Publish the mask image',
                                     read_only=False)
+        self.arm = get_arm(cfg.arm)
+        self.q = None
+        if self.arm.reward == 'thesis':
+            self.create_subscription(JointState, TOPIC_JOINT_STATES, self.on_joint_state,
+                                     SENSOR_QOS)
         self.reward_pub = self.create_publisher(Reward, TOPIC_REWARD, REWARD_QOS)
         self.mask_pub = self.create_publisher(Image, TOPIC_REWARD_MASK, SENSOR_QOS)
         self.create_subscription(Image, TOPIC_IMAGE, self.on_image, SENSOR_QOS)
+
+    def on_joint_state(self, msg: JointState):
+        try:
+            self.q = self.arm.order_joints(msg.name, msg.position)
+        except ValueError as err:
+            self.get_logger().error(str(err), throttle_duration_sec=5.0)
+
+    def compute(self, mask) -> float:
+        if self.arm.reward == 'paper':
+            return franka_reward(mask, self.dt_ms, alpha=self.scale)
+        return ur5_reward(mask, self.q)
 
     def on_image(self, msg: Image):
         # A threshold over at most 320x180 px costs well under a millisecond: fine in a callback.
@@ -39,10 +60,14 @@ class RewardNode(Node):
         except ValueError as err:
             self.get_logger().error(f'bad image: {err}', throttle_duration_sec=5.0)
             return
+        if self.arm.reward == 'thesis' and self.q is None:
+            self.get_logger().warning('no joint state yet: the UR5 reward needs one',
+                                      throttle_duration_sec=5.0)
+            return
         out = Reward()
         out.header = msg.header
         out.mask_fraction = float(mask.mean())
-        out.reward = float(franka_reward(mask, self.dt_ms, alpha=self.scale))
+        out.reward = float(self.compute(mask))
         self.reward_pub.publish(out)
         if self.get_parameter('publish_mask').value:
             self.mask_pub.publish(numpy_to_image(msg.header.stamp, mask.astype('uint8') * 255,

@@ -23,6 +23,10 @@ from asyncrl_ros.nodes.common import (COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, TOPI
                                       TOPIC_JOINT_STATES, TOPIC_ROBOT_COMMAND, TOPIC_TARGET_POSE,
                                       declare, declare_config, numpy_to_image, to_time_msg)
 from asyncrl_ros.sim.panda_world import PandaWorld
+from asyncrl_ros.sim.ur5_world import UR5World
+
+# The simulated model of each arm (the real UR5 is simulated by the UR5e model).
+WORLDS = {'franka': PandaWorld, 'ur5': UR5World, 'ur5e': UR5World}
 
 
 class SimWorldNode(Node):
@@ -41,6 +45,9 @@ class SimWorldNode(Node):
         height = declare(self, 'image_height', cfg.image.height, 'Camera height, px')
         physics_dt = declare(self, 'physics_dt', cfg.sim.physics_dt, 'MuJoCo timestep, s')
         seed = declare(self, 'seed', cfg.run.seed, 'Random seed')
+        if cfg.arm not in WORLDS:
+            raise ValueError(f"no simulated world for arm '{cfg.arm}'")
+        self.world_class = WORLDS[cfg.arm]
         if self.rtf <= 0:
             raise ValueError(f'real_time_factor must be > 0, got {self.rtf}')
         self.js_period = 1.0 / js_rate
@@ -72,16 +79,16 @@ class SimWorldNode(Node):
         if self.world_error is not None:
             raise RuntimeError(f'could not build the MuJoCo world: {self.world_error}')
         self.get_logger().info(
-            f'Panda world {width}x{height} at real-time factor {self.rtf:g}: clock every '
+            f'{self.world_class.__name__} {width}x{height} at real-time factor {self.rtf:g}: clock every '
             f'{self.clock_period * 1e3:g} ms, camera every {self.image_period * 1e3:g} ms (sim)')
 
     def on_command(self, msg: Float64MultiArray):
         cmd = np.asarray(msg.data, dtype=float)
-        if cmd.shape != (PandaWorld.n_joints,) or not np.all(np.isfinite(cmd)):
+        if cmd.shape != (self.world_class.n_joints,) or not np.all(np.isfinite(cmd)):
             # ros2_control drops wrong-length commands silently; we at least say so.
             self.get_logger().warning(
                 f'ignoring command of length {cmd.size} (or non-finite); need '
-                f'{PandaWorld.n_joints} finite values', throttle_duration_sec=2.0)
+                f'{self.world_class.n_joints} finite values', throttle_duration_sec=2.0)
             return
         with self.lock:
             self.pending_command = cmd
@@ -93,7 +100,7 @@ class SimWorldNode(Node):
 
     def run_world(self, world_args: dict, ready: threading.Event):
         try:
-            world = self.world = PandaWorld(**world_args)
+            world = self.world = self.world_class(**world_args)
             world.set_joint_positions(world.home_qpos)
         except Exception as err:  # noqa: BLE001 - reported by the constructor
             self.world_error = err

@@ -1,8 +1,10 @@
-"""target_monitor: places the target at each reset and shows it and the workspace in rviz.
+"""target_monitor: places (and for the tracker, moves) the target, and shows it and the
+workspace box in rviz.
 
-A new target spot is drawn whenever the arm starts homing, so each episode starts
-with the target somewhere new on the table inside the workspace footprint. Markers
-are in the fixed `world` frame (no /tf needed).
+A new target spot is drawn whenever the arm starts homing, so each episode starts with
+the target somewhere new: on the table inside the workspace footprint (Franka), or on
+the monitor (UR5), where the tracker's disc then moves at constant speed. Markers are
+in the fixed `world` frame (no /tf needed).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from asyncrl_ros.arms import get_arm
 from asyncrl_ros.nodes.common import (LATCHED_QOS, TOPIC_HOMING, TOPIC_MARKERS,
                                       TOPIC_TARGET_POSE, declare, declare_config)
-from asyncrl_ros.sim.scene import TARGET_HALF_SIZE, random_target_position
+from asyncrl_ros.targets import make_target
 
 FRAME = 'world'
 
@@ -28,35 +30,46 @@ class TargetMonitorNode(Node):
         cfg = declare_config(self)
         self.arm = get_arm(cfg.arm)
         seed = declare(self, 'seed', cfg.run.seed, 'Random seed of target placement')
-        self.rng = np.random.default_rng(seed + 1)
+        task = declare(self, 'task', cfg.task.name, "'reacher' (still) or 'tracker' (moving)")
+        self.source = make_target(self.arm.target, np.random.default_rng(seed + 1), task)
+        self.period = declare(self, 'period_ms', cfg.sim.image_period_ms,
+                              'How often a moving target advances, ms') / 1000.0
         self.pose_pub = self.create_publisher(PoseStamped, TOPIC_TARGET_POSE, LATCHED_QOS)
         self.marker_pub = self.create_publisher(MarkerArray, TOPIC_MARKERS, LATCHED_QOS)
         self.create_subscription(Bool, TOPIC_HOMING, self.on_homing, LATCHED_QOS)
         self.homing = False
-        self.target = random_target_position(self.rng)
+        self.target = self.source.reset()
         self.placements = 0
+        if self.source.moving:
+            self.create_timer(self.period, self.advance)
         self.publish()
+
+    def advance(self):
+        self.target = self.source.step(self.period)
+        self.publish(markers=False)
 
     def on_homing(self, msg: Bool):
         if msg.data and not self.homing:
-            self.target = random_target_position(self.rng)
+            self.target = self.source.reset()
             self.placements += 1
             self.publish()
         self.homing = msg.data
 
-    def publish(self):
+    def publish(self, markers: bool = True):
         stamp = self.get_clock().now().to_msg()
         pose = PoseStamped()
         pose.header.stamp, pose.header.frame_id = stamp, FRAME
         pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = map(float, self.target)
         pose.pose.orientation.w = 1.0
         self.pose_pub.publish(pose)
-
-        target = Marker(ns='target', id=0, type=Marker.CUBE, action=Marker.ADD)
+        target = Marker(ns='target', id=0, type=Marker.SPHERE, action=Marker.ADD)
         target.header = pose.header
         target.pose = pose.pose
-        target.scale.x, target.scale.y, target.scale.z = map(float, 2 * TARGET_HALF_SIZE)
+        target.scale.x = target.scale.y = target.scale.z = 0.06
         target.color.r, target.color.a = 1.0, 1.0
+        if not markers:
+            self.marker_pub.publish(MarkerArray(markers=[target]))
+            return
 
         box = Marker(ns='workspace', id=1, type=Marker.LINE_LIST, action=Marker.ADD)
         box.header = pose.header
