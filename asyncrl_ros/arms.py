@@ -64,7 +64,8 @@ class ArmSpec:
             velocity_limits=self.velocity_limits.copy(), joint_lower=self.joint_lower.copy(),
             joint_upper=self.joint_upper.copy(), joint_margin=safety_cfg.joint_margin_rad,
             workspace_min=self.workspace_min.copy(), workspace_max=self.workspace_max.copy(),
-            max_acceleration=safety_cfg.max_acceleration, lookahead=lookahead)
+            # 0 switches ramping off (refused for the Franka by the config's validation).
+            max_acceleration=safety_cfg.max_acceleration or None, lookahead=lookahead)
 
 
 def franka() -> ArmSpec:

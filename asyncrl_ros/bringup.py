@@ -43,9 +43,12 @@ def ros_environment(run_dir: Path) -> dict:
     return env
 
 
-def node_command(node: str, config_file: Path, run_dir: Path, resume: bool) -> list[str]:
+def node_command(node: str, config_file: Path, run_dir: Path, resume: bool,
+                 sim_time: bool) -> list[str]:
+    # In simulation every node runs on the world's /clock; the world itself is the clock.
+    use_sim_time = sim_time and node != 'sim_world'
     cmd = [sys.executable, '-m', f'asyncrl_ros.nodes.{node}_node', '--ros-args',
-           '-p', f'config_file:={config_file}', '-p', 'use_sim_time:=true']
+           '-p', f'config_file:={config_file}', '-p', f'use_sim_time:={str(use_sim_time).lower()}']
     if node in STATEFUL_NODES:
         cmd += ['-p', f'run_dir:={run_dir}', '-p', f'resume:={str(resume).lower()}']
     if node == 'recorder':
@@ -148,7 +151,8 @@ def main(argv=None) -> int:
     threads = []
     nodes = list(profile.nodes) + (['recorder'] if args.record or cfg.run.record else [])
     for node in nodes:
-        proc = subprocess.Popen(node_command(node, config_file, run_dir, bool(args.resume)),
+        proc = subprocess.Popen(node_command(node, config_file, run_dir, bool(args.resume),
+                                             cfg.world == 'sim'),
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, start_new_session=True)
         procs[node] = proc

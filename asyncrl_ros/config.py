@@ -151,6 +151,10 @@ class ExperimentConfig:
         if self.asynchronous.ring_slots < 2 or self.asynchronous.publish_weights_every < 1:
             raise ConfigError("'asynchronous.ring_slots' must be >= 2 and "
                               "'asynchronous.publish_weights_every' >= 1")
+        if self.arm == 'franka' and not self.safety.max_acceleration > 0:
+            # franka_hardware does not ramp: a velocity step trips the robot's reflexes.
+            raise ConfigError("'safety.max_acceleration' must be > 0 for the Franka "
+                              "(its hardware interface stops on velocity discontinuities)")
         if not 0 < self.safety.velocity_fraction <= 1:
             raise ConfigError("'safety.velocity_fraction' must be in (0, 1]")
         if self.run.init_random_steps < 0:

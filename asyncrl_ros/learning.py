@@ -54,8 +54,8 @@ class InProcessLearner:
         # In-process, the acting weights are always the newest.
         return self.updates
 
-    def act(self, stacked: np.ndarray, proprio: np.ndarray) -> np.ndarray:
-        return self.agent.act(stacked, proprio, deterministic=False)
+    def act(self, stacked: np.ndarray, proprio: np.ndarray, explore: bool = True) -> np.ndarray:
+        return self.agent.act(stacked, proprio, deterministic=not explore)
 
     def start_episode(self, frame: np.ndarray, proprio: np.ndarray) -> None:
         self.replay.start_episode(frame, proprio)

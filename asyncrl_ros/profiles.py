@@ -13,7 +13,7 @@ from asyncrl_ros.config import ConfigError, ExperimentConfig, load_config, read_
 
 # Every node executable the package ships; module = asyncrl_ros.nodes.<name>_node.
 NODE_EXECUTABLES = ('sim_world', 'reward', 'target_monitor', 'arm_driver', 'policy',
-                    'replay_sampler', 'learner', 'recorder')
+                    'replay_sampler', 'learner', 'recorder', 'camera')
 
 
 def config_dir() -> Path:

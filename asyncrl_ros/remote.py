@@ -160,8 +160,8 @@ class RemoteLearner:
         seen_wall, seen_step = self.version_seen_at[self.version]
         return step - seen_step, (time.monotonic() - seen_wall) * 1e3
 
-    def act(self, stacked: np.ndarray, proprio: np.ndarray) -> np.ndarray:
-        return self.agent.act(stacked, proprio, deterministic=False)
+    def act(self, stacked: np.ndarray, proprio: np.ndarray, explore: bool = True) -> np.ndarray:
+        return self.agent.act(stacked, proprio, deterministic=not explore)
 
     def start_episode(self, frame: np.ndarray, proprio: np.ndarray) -> None:
         self.pending_start = (frame, proprio)

@@ -127,3 +127,68 @@ def test_arm_outside_box_is_driven_back_inside(driver):
     jac = position_jacobian(ARM.fk_position, q)
     ee_velocity = jac @ out
     assert ee_velocity[2] < -1e-3, ee_velocity   # heading down, back into the box
+
+
+# ---- UR5 over ur_robot_driver's topics ----
+UR5 = get_arm('ur5')
+
+
+@pytest.fixture
+def ur_driver(tmp_path, start_node, ros_node):
+    from std_msgs.msg import Bool, Float64
+    from asyncrl_ros.nodes.common import LATCHED_QOS
+    cfg = write_config(tmp_path, {'arm': 'ur5', 'world': 'real',
+                                  'task': {'action_cycle_ms': CYCLE_MS},
+                                  'safety': {'velocity_fraction': 1.0}})
+    proc = start_node('arm_driver', cfg)
+    outputs = []
+    # The driver's joint_state_broadcaster need not use our joint order.
+    order = [5, 0, 1, 2, 3, 4]
+    names = [UR5.joint_names[i] for i in order]
+    q = UR5.home_qpos
+
+    def publish_state():
+        msg = JointState(name=names, position=[float(q[i]) for i in order], velocity=[0.0] * 6)
+        msg.header.stamp = ros_node.get_clock().now().to_msg()
+        js_pub.publish(msg)
+
+    js_pub = ros_node.create_publisher(JointState, TOPIC_JOINT_STATES, SENSOR_QOS)
+    cmd_pub = ros_node.create_publisher(Float64MultiArray, TOPIC_POLICY_COMMAND, COMMAND_QOS)
+    scaling = ros_node.create_publisher(Float64, '/speed_scaling_state_broadcaster/speed_scaling',
+                                        LATCHED_QOS)
+    running = ros_node.create_publisher(Bool, '/io_and_status_controller/robot_program_running',
+                                        LATCHED_QOS)
+    ros_node.create_subscription(Float64MultiArray, '/forward_velocity_controller/commands',
+                                 lambda m: outputs.append(np.array(m.data)), COMMAND_QOS)
+    ros_node.create_timer(0.01, publish_state)
+    ros_node.spin_until(lambda: len(outputs) > 5 and cmd_pub.get_subscription_count() > 0,
+                        30, 'arm_driver to come up')
+
+    def drive(values, seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            cmd_pub.publish(Float64MultiArray(data=[float(v) for v in values]))
+            ros_node.spin_for(CYCLE_MS / 1000)
+        return outputs[-1]
+
+    yield drive, scaling, running
+    proc.stop()
+
+
+def test_ur5_six_joint_commands_hold_the_wrist_and_honour_speed_scaling(ur_driver):
+    from std_msgs.msg import Bool, Float64
+    drive, scaling, running = ur_driver
+    # Small motion of the base and the last wrist joint (which the task keeps fixed).
+    cmd = [0.2, 0.0, 0.0, 0.0, 0.0, 0.5]
+    out = drive(cmd, 0.8)
+    assert out.shape == (6,)
+    assert out[0] == pytest.approx(0.2, abs=1e-6)
+    assert out[5] == 0.0
+    out = drive([5.0, 0, 0, 0, 0, 0], 0.8)
+    assert abs(out[0]) <= 0.7 + 1e-9                      # the thesis' |v| <= 0.7 rad/s
+    scaling.publish(Float64(data=0.5))
+    out = drive(cmd, 0.8)
+    assert out[0] == pytest.approx(0.1, abs=1e-6)         # the speed slider is honoured
+    running.publish(Bool(data=False))
+    out = drive(cmd, 0.5)
+    assert np.allclose(out, 0.0)                          # no program, no motion

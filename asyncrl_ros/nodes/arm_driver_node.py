@@ -4,6 +4,12 @@ Every command that reaches the robot passes the core SafetyFilter (clamp, joint
 limits, workspace box, ramping) on a fixed-rate timer, and a watchdog zeroes the
 output when the policy or the joint states go quiet. It also owns homing: a
 bounded joint-space move to the home pose in about `reset_s`.
+
+Real arms: commands go to `/<velocity_controller>/commands` (ros2_control's
+JointGroupVelocityController, as franka_ros2 and ur_robot_driver use it). For a UR the
+driver's speed-scaling slider is honoured (the velocity controller itself ignores it)
+and nothing is sent while the robot program is not running. For a Franka,
+`~/recover` calls franka_msgs' ErrorRecovery action where franka_msgs is installed.
 """
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool, Float64MultiArray
+from std_msgs.msg import Bool, Float64, Float64MultiArray
 from std_srvs.srv import Trigger
 
 from asyncrl_ros.arms import get_arm
@@ -20,6 +26,12 @@ from asyncrl_ros.nodes.common import (COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, SERV
                                       TOPIC_HOMING, TOPIC_JOINT_STATES, TOPIC_POLICY_COMMAND,
                                       TOPIC_ROBOT_COMMAND, declare, declare_config)
 from asyncrl_ros.safety import SafetyFilter, Watchdog
+
+# ur_robot_driver's topics (see its documentation).
+UR_SPEED_SCALING = '/speed_scaling_state_broadcaster/speed_scaling'
+UR_PROGRAM_RUNNING = '/io_and_status_controller/robot_program_running'
+# franka_ros2's error recovery action (franka_msgs >= 1.0).
+FRANKA_ERROR_RECOVERY = '/action_server/error_recovery'
 
 
 class ArmDriverNode(Node):
@@ -32,6 +44,8 @@ class ArmDriverNode(Node):
         self.period = declare(self, 'output_period_ms', 10.0,
                               'Period of commands sent to the robot, ms') / 1000.0
         self.reset_s = declare(self, 'reset_s', cfg.task.reset_s, 'Duration of homing, s')
+        controller = declare(self, 'velocity_controller', 'forward_velocity_controller',
+                             'ros2_control velocity controller whose ~/commands we publish')
         self.filter = SafetyFilter(self.arm.safety_limits(cfg.safety, lookahead=cycle),
                                    self.arm.fk_position)
         watchdog_s = cfg.safety.watchdog_cycles * cycle
@@ -45,7 +59,17 @@ class ArmDriverNode(Node):
         self.home_start_q: np.ndarray | None = None
         self.events: dict[str, int] = {}
 
-        self.out_pub = self.create_publisher(Float64MultiArray, TOPIC_ROBOT_COMMAND, COMMAND_QOS)
+        topic = f'/{controller}/commands' if controller else TOPIC_ROBOT_COMMAND
+        self.out_pub = self.create_publisher(Float64MultiArray, topic, COMMAND_QOS)
+        self.speed_scaling = 1.0
+        self.program_running = True
+        if cfg.arm.startswith('ur'):
+            self.create_subscription(Float64, UR_SPEED_SCALING, self.on_speed_scaling, LATCHED_QOS)
+            self.create_subscription(Bool, UR_PROGRAM_RUNNING, self.on_program_running,
+                                     LATCHED_QOS)
+        if cfg.arm == 'franka' and cfg.world == 'real':
+            self.create_service(Trigger, '~/recover', self.on_recover)
+            self.recovery_client = self.make_recovery_client()
         self.homing_pub = self.create_publisher(Bool, TOPIC_HOMING, LATCHED_QOS)
         self.create_subscription(Float64MultiArray, TOPIC_POLICY_COMMAND, self.on_command,
                                  COMMAND_QOS)
@@ -73,6 +97,41 @@ class ArmDriverNode(Node):
             self.get_logger().error(str(err), throttle_duration_sec=5.0)
             return
         self.state_watchdog.feed(self.now())
+
+    def on_speed_scaling(self, msg: Float64):
+        # The driver reports 0..1 (its docs) or a percentage (older versions): accept both.
+        value = msg.data / 100.0 if msg.data > 1.0 else msg.data
+        self.speed_scaling = min(max(value, 0.0), 1.0)
+
+    def on_program_running(self, msg: Bool):
+        if not msg.data and self.program_running:
+            self.get_logger().warning('UR program not running: sending zero until it is')
+        self.program_running = msg.data
+
+    def make_recovery_client(self):
+        try:
+            from franka_msgs.action import ErrorRecovery
+            from rclpy.action import ActionClient
+        except ImportError:
+            self.get_logger().warning('franka_msgs is not installed: ~/recover cannot call '
+                                      f'{FRANKA_ERROR_RECOVERY}; recover from Franka Desk')
+            return None
+        return ActionClient(self, ErrorRecovery, FRANKA_ERROR_RECOVERY)
+
+    def on_recover(self, request, response):
+        if self.recovery_client is None:
+            response.success = False
+            response.message = ('franka_msgs is not installed here, so the error recovery '
+                                f'action {FRANKA_ERROR_RECOVERY} cannot be called')
+            return response
+        if not self.recovery_client.server_is_ready():
+            response.success, response.message = False, f'{FRANKA_ERROR_RECOVERY} is not available'
+            return response
+        from franka_msgs.action import ErrorRecovery
+        self.recovery_client.send_goal_async(ErrorRecovery.Goal())
+        self.filter.reset()
+        response.success, response.message = True, 'error recovery requested'
+        return response
 
     def on_home(self, request, response):
         if self.q is None:
@@ -124,6 +183,10 @@ class ArmDriverNode(Node):
         return error / remaining
 
     def publish(self, command: np.ndarray, events):
+        if not self.program_running:
+            command = np.zeros(self.arm.n_joints)
+            self.filter.reset()
+        command = command * self.speed_scaling
         self.count(events)
         self.last_output = command
         self.out_pub.publish(Float64MultiArray(data=[float(v) for v in command]))

@@ -214,7 +214,8 @@ class PolicyNode(Node):
             action = self.rng.uniform(-1.0, 1.0, self.arm.n_actuated).astype(np.float32)
             self.ep_random += 1
         else:
-            action = self.learner.act(self.stacker.stacked(), proprio).astype(np.float32)
+            action = self.learner.act(self.stacker.stacked(), proprio,
+                                      explore=self.get_parameter('explore').value).astype(np.float32)
         t_pub = time.perf_counter()
         self.publish_command(action)
         t_learn = time.perf_counter()
