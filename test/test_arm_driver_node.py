@@ -192,3 +192,23 @@ def test_ur5_six_joint_commands_hold_the_wrist_and_honour_speed_scaling(ur_drive
     running.publish(Bool(data=False))
     out = drive(cmd, 0.5)
     assert np.allclose(out, 0.0)                          # no program, no motion
+
+
+def test_diagnostics_report_silent_driver_then_silent_policy(tmp_path, start_node, ros_node):
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    cfg = write_config(tmp_path, {'task': {'action_cycle_ms': CYCLE_MS}})
+    start_node('arm_driver', cfg)
+    seen: dict[str, DiagnosticStatus] = {}
+    ros_node.create_subscription(DiagnosticArray, '/diagnostics',
+                                 lambda m: seen.update({s.name: s for s in m.status}), 10)
+    ros_node.spin_until(lambda: 'arm_driver: joint states' in seen, 30, 'diagnostics')
+    assert seen['arm_driver: joint states'].level == DiagnosticStatus.ERROR
+    assert 'silent' in seen['arm_driver: joint states'].message
+    side = FakeRobotSide(ros_node, ARM.home_qpos)
+    ros_node.spin_until(lambda: seen['arm_driver: joint states'].level == DiagnosticStatus.OK,
+                        10, 'joint states to be seen')
+    # Joint states but no policy: the watchdog holds the arm and says so.
+    assert seen['arm_driver: policy'].level == DiagnosticStatus.WARN
+    assert 'watchdog' in seen['arm_driver: policy'].message
+    side.drive(np.zeros(ARM.n_joints), 2.5)
+    assert seen['arm_driver: policy'].level == DiagnosticStatus.OK

@@ -22,8 +22,12 @@ from std_msgs.msg import Bool, Float64, Float64MultiArray
 from std_srvs.srv import Trigger
 
 from asyncrl_ros.arms import get_arm
+from visualization_msgs.msg import Marker, MarkerArray
+
 from asyncrl_ros.nodes.common import (COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, SERVICE_HOME,
-                                      TOPIC_HOMING, TOPIC_JOINT_STATES, TOPIC_POLICY_COMMAND,
+                                      Diagnostics,
+                                      TOPIC_EE_MARKERS, TOPIC_HOMING, TOPIC_JOINT_STATES,
+                                      TOPIC_POLICY_COMMAND,
                                       TOPIC_ROBOT_COMMAND, declare, declare_config)
 from asyncrl_ros.safety import SafetyFilter, Watchdog
 
@@ -76,6 +80,10 @@ class ArmDriverNode(Node):
         self.create_subscription(JointState, TOPIC_JOINT_STATES, self.on_joint_state, SENSOR_QOS)
         self.create_service(Trigger, SERVICE_HOME, self.on_home)
         self.create_timer(self.period, self.tick)
+        self.diagnostics = Diagnostics(self, self.arm.name)
+        self.marker_pub = self.create_publisher(MarkerArray, TOPIC_EE_MARKERS, 10)
+        self.create_timer(1.0, self.report)
+        self.create_timer(0.1, self.publish_ee_marker)
         self.homing_pub.publish(Bool(data=False))
         self.get_logger().info(
             f'{self.arm.name}: watchdog {watchdog_s * 1e3:.0f} ms, ramp '
@@ -167,6 +175,38 @@ class ArmDriverNode(Node):
                 desired[~self.arm.actuated] = 0.0   # e.g. the UR5's last wrist joint stays put
         safe, events = self.filter.filter(desired, self.q, self.period)
         self.publish(safe, events)
+
+    def report(self):
+        now = self.now()
+        checks = []
+        if self.q is None or self.state_watchdog.expired(now):
+            checks.append(('joint states', 'ERROR', 'driver silent: no joint states, output zero', {}))
+        else:
+            checks.append(('joint states', 'OK', 'receiving', {}))
+        if self.homing_since is not None:
+            checks.append(('policy', 'OK', 'homing', {}))
+        elif self.policy_watchdog.expired(now):
+            checks.append(('policy', 'WARN', 'watchdog fired: policy silent, output zero', {}))
+        else:
+            checks.append(('policy', 'OK', 'commands arriving', {}))
+        events = dict(self.events)
+        level = 'WARN' if events.get('nan') or events.get('wrong_length') else 'OK'
+        checks.append(('safety filter', level, 'events since start', events))
+        self.diagnostics.publish(checks)
+
+    def publish_ee_marker(self):
+        if self.q is None:
+            return
+        p = self.arm.fk_position(self.q)
+        marker = Marker(ns='end_effector', id=2, type=Marker.SPHERE, action=Marker.ADD)
+        marker.header.frame_id = 'world'
+        marker.header.stamp = self.get_clock().now().to_msg()
+        marker.pose.position.x, marker.pose.position.y, marker.pose.position.z = map(float, p)
+        marker.pose.orientation.w = 1.0
+        marker.scale.x = marker.scale.y = marker.scale.z = 0.04
+        inside = np.all(p >= self.arm.workspace_min) and np.all(p <= self.arm.workspace_max)
+        marker.color.g, marker.color.r, marker.color.a = (1.0, 0.0, 1.0) if inside else (0.0, 1.0, 1.0)
+        self.marker_pub.publish(MarkerArray(markers=[marker]))
 
     def homing_command(self, now: float) -> np.ndarray:
         elapsed = now - self.homing_since

@@ -24,6 +24,7 @@ from asyncrl_ros.nodes.common import (SENSOR_QOS, TOPIC_IMAGE, declare, declare_
 class CameraNode(Node):
     def __init__(self):
         super().__init__('camera')
+        self.camera: Camera | None = None  # rclpy may destroy a node whose __init__ raised
         cfg = declare_config(self)
         # Dynamic type: `-p device:=0` arrives as an integer, `-p device:=/dev/video2` as a string.
         self.declare_parameter('device', '0', ParameterDescriptor(
@@ -55,7 +56,8 @@ class CameraNode(Node):
         self.pub.publish(numpy_to_image(stamp, frame.image, 'rgb8', self.frame_id))
 
     def destroy_node(self):
-        self.camera.close()
+        if self.camera is not None:
+            self.camera.close()
         super().destroy_node()
 
 

@@ -33,6 +33,7 @@ TOPIC_REWARD = '/reward'
 TOPIC_REWARD_MASK = '/reward/mask'
 TOPIC_TARGET_POSE = '/target_monitor/target_pose'
 TOPIC_MARKERS = '/target_monitor/markers'
+TOPIC_EE_MARKERS = '/arm_driver/markers'
 TOPIC_STEP_METRICS = '/policy/step_metrics'
 TOPIC_EPISODE_METRICS = '/policy/episode_metrics'
 
@@ -143,3 +144,31 @@ def spin_in_background(node):
     thread = threading.Thread(target=run, name='ros-executor', daemon=True)
     thread.start()
     return executor, thread
+
+
+# ---- what a person watches: /diagnostics (rqt_runtime_monitor) ----
+TOPIC_DIAGNOSTICS = '/diagnostics'
+
+
+class Diagnostics:
+    """Publishes one DiagnosticStatus per check of a node on /diagnostics."""
+
+    def __init__(self, node, hardware_id: str = 'asyncrl_ros'):
+        from diagnostic_msgs.msg import DiagnosticArray
+        self.node = node
+        self.hardware_id = hardware_id
+        self.pub = node.create_publisher(DiagnosticArray, TOPIC_DIAGNOSTICS, 10)
+
+    def publish(self, checks: list[tuple[str, str, str, dict]]) -> None:
+        """checks: (name, level 'OK'|'WARN'|'ERROR', message, key-values)."""
+        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+        levels = {'OK': DiagnosticStatus.OK, 'WARN': DiagnosticStatus.WARN,
+                  'ERROR': DiagnosticStatus.ERROR}
+        array = DiagnosticArray()
+        array.header.stamp = self.node.get_clock().now().to_msg()
+        for name, level, message, values in checks:
+            array.status.append(DiagnosticStatus(
+                level=levels[level], name=f'{self.node.get_name()}: {name}', message=message,
+                hardware_id=self.hardware_id,
+                values=[KeyValue(key=str(k), value=str(v)) for k, v in values.items()]))
+        self.pub.publish(array)

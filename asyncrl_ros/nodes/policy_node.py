@@ -27,7 +27,8 @@ from asyncrl_ros.nodes.common import (COMMAND_QOS, LATCHED_QOS, METRICS_QOS, REW
                                       TOPIC_HOMING, TOPIC_IMAGE, TOPIC_JOINT_STATES,
                                       TOPIC_POLICY_COMMAND, TOPIC_REWARD, TOPIC_STEP_METRICS,
                                       TOPIC_TRANSITIONS, TOPIC_WEIGHTS, TRANSITION_QOS,
-                                      WEIGHTS_QOS, declare, declare_config, image_to_numpy,
+                                      WEIGHTS_QOS, Diagnostics, declare, declare_config,
+                                      image_to_numpy,
                                       stamp_ns, transition_to_msg)
 from asyncrl_ros.nodes.learner_node import TOPIC_LEARNER_STATUS
 from asyncrl_ros.remote import RemoteLearner, ShmWeightsSource, TopicWeightsSource, shm_names
@@ -125,6 +126,8 @@ class PolicyNode(Node):
         self.create_subscription(LearnerStatus, TOPIC_LEARNER_STATUS, self.on_learner_status,
                                  METRICS_QOS)
         self.home_client = self.create_client(Trigger, SERVICE_HOME)
+        self.diagnostics = Diagnostics(self)
+        self.updates_seen = (0, time.monotonic())
         self.create_timer(self.cycle, self.tick)
         self.get_logger().info(
             f'{cfg.mode} policy: cycle {cfg.task.action_cycle_ms:g} ms, {self.steps_per_episode} '
@@ -323,6 +326,7 @@ class PolicyNode(Node):
                    weights_swap_ms_max=ages[:, 2].max())
         self.log.episode(row)
         self.publish_episode_metrics(row, sim_time)
+        self.report(cycles)
         print(f"[episode {self.episode:4d}] return {self.ep_return:8.3f}  steps {self.t:3d}  "
               f"total {self.total_steps:6d}  updates {self.learner.updates:6d} "
               f"({row['updates_per_step']:.2f}/step, weights age {row['weights_age_steps_mean']:.0f} "
@@ -339,6 +343,23 @@ class PolicyNode(Node):
             self.finish()
         else:
             self.request_home()
+
+    def report(self, cycles: dict):
+        nominal = self.cfg.task.action_cycle_ms
+        over = cycles['p99'] > 1.1 * nominal
+        checks = [('action cycle', 'WARN' if over else 'OK',
+                   f"p99 {cycles['p99']:.1f} ms vs nominal {nominal:g} ms" + (' (overrun)' if over else ''),
+                   {'mean_ms': f"{cycles['mean']:.2f}", 'p99_ms': f"{cycles['p99']:.2f}"})]
+        updates, since = self.updates_seen
+        if self.learner.updates != updates:
+            self.updates_seen = (self.learner.updates, time.monotonic())
+        learning = self.total_steps > self.cfg.run.init_random_steps
+        stalled = learning and self.cfg.mode != 'sync' and time.monotonic() - since > 60.0
+        checks.append(('learner', 'WARN' if stalled else 'OK',
+                       'learner stalled: no update for 60 s, acting on the last weights'
+                       if stalled else f'{self.learner.updates} updates',
+                       {'weights_version': self.learner.weights_version}))
+        self.diagnostics.publish(checks)
 
     def publish_episode_metrics(self, row: dict, sim_time: float):
         msg = EpisodeMetrics()

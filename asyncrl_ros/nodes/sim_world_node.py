@@ -21,6 +21,7 @@ from std_msgs.msg import Float64MultiArray
 
 from asyncrl_ros.nodes.common import (COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, TOPIC_IMAGE,
                                       TOPIC_JOINT_STATES, TOPIC_ROBOT_COMMAND, TOPIC_TARGET_POSE,
+                                      Diagnostics,
                                       declare, declare_config, numpy_to_image, to_time_msg)
 from asyncrl_ros.sim.panda_world import PandaWorld
 from asyncrl_ros.sim.ur5_world import UR5World
@@ -64,6 +65,8 @@ class SimWorldNode(Node):
         self.create_subscription(PoseStamped, TOPIC_TARGET_POSE, self.on_target, LATCHED_QOS)
 
         self.overruns = 0
+        self.diagnostics = Diagnostics(self, 'mujoco')
+        self.create_timer(1.0, self.report)
         self.running = True
         # The world is built in the thread that steps and renders it: an EGL context is
         # current in one thread only.
@@ -139,6 +142,13 @@ class SimWorldNode(Node):
                     'lower real_time_factor', throttle_duration_sec=10.0)
                 wall0, sim0 = time.monotonic(), now
         world.close()
+
+    def report(self):
+        level = 'WARN' if self.overruns else 'OK'
+        message = (f'fell behind real time x{self.rtf:g} {self.overruns} times' if self.overruns
+                   else f'running at x{self.rtf:g} real time')
+        sim_time = self.world.time if self.world is not None else 0.0
+        self.diagnostics.publish([('world', level, message, {'sim_time_s': f'{sim_time:.2f}'})])
 
     def publish_joint_state(self, stamp):
         q, qd = self.world.joint_state()

@@ -1,0 +1,303 @@
+"""What the launch files in launch/ start: a profile's nodes, exactly as the bringup starts them.
+
+`plan()` is plain Python (profile + setting + overrides -> validated config, run folder,
+and each node with its executable and ROS parameters), so it is tested without `launch`;
+`generate()` wraps it in a LaunchDescription for `ros2 launch`. Which nodes a profile
+starts lives in config/profiles.yaml, the parameters each node gets in the bringup.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import yaml
+
+from asyncrl_ros import bringup
+from asyncrl_ros.config import ConfigError, ExperimentConfig, load_config, parse_override
+from asyncrl_ros.profiles import Profile, config_dir, load_profiles, resolve
+
+ASYNC_MODES = ('async1', 'async2')
+
+# Launch arguments that override one config value each (empty: the setting file's value).
+VALUE_ARGS = {
+    'image_width': 'image.width',
+    'image_height': 'image.height',
+    'batch_size': 'sac.batch_size',
+    'action_cycle_ms': 'task.action_cycle_ms',
+    'real_time_factor': 'sim.real_time_factor',
+    'episodes': 'run.max_episodes',
+}
+SIM_ONLY_ARGS = ('real_time_factor',)
+REAL_ONLY_ARGS = ('robot_ip',)
+
+# The arm drivers are the user's to start (they own the real-time loop); we only say how.
+DRIVER_HINTS = {
+    'franka': ('ros2 launch franka_bringup franka.launch.py robot_ip:={ip}   (with a '
+               'velocity_controllers/JointGroupVelocityController named '
+               'forward_velocity_controller over joints 1-7, active)'),
+    'ur5': ('ros2 launch ur_robot_driver ur_control.launch.py ur_type:={arm} robot_ip:={ip} '
+            'initial_joint_controller:=forward_velocity_controller'),
+}
+DRIVER_HINTS['ur5e'] = DRIVER_HINTS['ur5']
+
+RVIZ_CONFIG = 'asyncrl.rviz'
+RQT_PERSPECTIVE = 'asyncrl.perspective'
+# Stateful nodes may take this long to save (a large replay); matches the bringup's wait.
+SAVE_TIMEOUT_S = 600
+
+
+@dataclass
+class NodeLaunch:
+    """One process to start: what `launch_ros.actions.Node` gets."""
+    name: str
+    executable: str
+    parameters: dict
+    package: str = 'asyncrl_ros'
+    arguments: list[str] = field(default_factory=list)
+    output: str = 'screen'
+    # Its exit ends the run (the bringup's rule: every node but the learning ones).
+    ends_run: bool = True
+    # Seconds between SIGINT and SIGTERM on shutdown (time to save its state).
+    stop_timeout_s: float | None = None
+
+
+@dataclass
+class LaunchPlan:
+    profile: Profile
+    config: ExperimentConfig
+    run_dir: Path
+    resume: bool
+    sim: bool
+    nodes: list[NodeLaunch]
+    env: dict[str, str]
+    driver_hint: str | None = None
+
+    @property
+    def config_file(self) -> Path:
+        return self.run_dir / 'config.yaml'
+
+    def summary(self) -> str:
+        names = ', '.join(n.name for n in self.nodes)
+        return f'{self.profile.name} ({self.config.mode}): {names} -> {self.run_dir}'
+
+
+def is_sim(profile: Profile) -> bool:
+    return 'sim_world' in profile.nodes
+
+
+def profile_name(prefix_or_name: str, modes: Sequence[str] = (), mode: str = '') -> str:
+    """'franka_sim' + mode 'async1' -> 'franka_sim_async1'; a plain profile name as is."""
+    if not modes:
+        return prefix_or_name
+    if mode not in modes:
+        raise ConfigError(f"unknown mode '{mode}' (choose one of {', '.join(modes)})")
+    return f'{prefix_or_name}_{mode}'
+
+
+def require_profile(name: str) -> Profile:
+    profiles = load_profiles()
+    if name not in profiles:
+        raise ConfigError(f"profile '{name}' is not defined in {config_dir() / 'profiles.yaml'} "
+                          f"(defined: {', '.join(profiles)})")
+    return profiles[name]
+
+
+def bringup_parameters(node: str, config_file: Path, run_dir: Path, resume: bool) -> dict:
+    """The ROS parameters the bringup gives `node`, read off its command line (one source)."""
+    cmd = bringup.node_command(node, config_file, run_dir, resume)
+    rules = cmd[cmd.index('--ros-args') + 1:]
+    params = {}
+    for flag, rule in zip(rules[::2], rules[1::2]):
+        if flag != '-p':
+            raise ValueError(f'unexpected bringup argument {flag!r} for {node}')
+        key, value = rule.split(':=', 1)
+        params[key] = {'true': True, 'false': False}.get(value, value)
+    return params
+
+
+def launch_environment(run_dir: Path) -> dict[str, str]:
+    """Variables to set for the nodes: the bringup's additions to this environment, except
+    that a discovery range the user chose is kept (a learner on another host needs SUBNET)."""
+    env = os.environ
+    extra = {k: v for k, v in bringup.ros_environment(run_dir).items() if env.get(k) != v}
+    if 'ROS_AUTOMATIC_DISCOVERY_RANGE' in env:
+        extra.pop('ROS_AUTOMATIC_DISCOVERY_RANGE', None)
+    # Humble predates ROS_AUTOMATIC_DISCOVERY_RANGE (Iron): its switch is ROS_LOCALHOST_ONLY.
+    if (env.get('ROS_DISTRO') == 'humble' and 'ROS_AUTOMATIC_DISCOVERY_RANGE' not in env
+            and 'ROS_LOCALHOST_ONLY' not in env):
+        extra['ROS_LOCALHOST_ONLY'] = '1'
+    return extra
+
+
+def plan(profile: str, setting: str | None = None, config_file: str | None = None,
+         overrides: Sequence[dict] = (), run_dir: str | None = None, resume: str | None = None,
+         record: bool = False, rviz: bool = False, rqt: bool = False,
+         robot_ip: str = '') -> LaunchPlan:
+    """Resolve a profile the way the bringup does; no file is written (see `write_run`)."""
+    prof = require_profile(profile)
+    if resume:
+        if setting or config_file:
+            raise ConfigError('resume continues the run with its own config.yaml; '
+                              'drop setting/config_file')
+        run = Path(resume).resolve()
+        meta_path = run / 'run.yaml'
+        if not meta_path.is_file():
+            raise ConfigError(f'cannot resume {run}: no run.yaml there')
+        started_as = (yaml.safe_load(meta_path.read_text()) or {}).get('profile')
+        if started_as != prof.name:
+            raise ConfigError(f"cannot resume {run} as '{prof.name}': it is a '{started_as}' run")
+        cfg = load_config(run / 'config.yaml', *overrides)
+    else:
+        prof, cfg = resolve(profile, setting, config_file, list(overrides))
+        stamp = datetime.now().strftime('%Y%m%d-%H%M%S')
+        run = Path(run_dir or Path(cfg.run.runs_dir) / f'{stamp}-{prof.name}').resolve()
+        if (run / 'checkpoint.pt').exists():
+            raise ConfigError(f'{run} already holds a run; resume it with resume:={run}')
+    sim = is_sim(prof)
+    config_path = run / 'config.yaml'
+    names = list(prof.nodes) + (['recorder'] if record or cfg.run.record else [])
+    nodes = []
+    for name in names:
+        params = bringup_parameters(name, config_path, run, bool(resume))
+        params['use_sim_time'] = sim
+        stateful = name in bringup.STATEFUL_NODES
+        nodes.append(NodeLaunch(name, name, params, ends_run=name not in bringup.LEARNING_NODES,
+                                stop_timeout_s=SAVE_TIMEOUT_S if stateful else None))
+    viewers = {'rviz2': (rviz, 'rviz2', ['-d', str(config_dir() / RVIZ_CONFIG)]),
+               'rqt_gui': (rqt, 'rqt_gui', ['--perspective-file',
+                                            str(config_dir() / RQT_PERSPECTIVE)])}
+    for name, (wanted, package, arguments) in viewers.items():
+        if wanted:
+            nodes.append(NodeLaunch(name, name, {'use_sim_time': sim}, package=package,
+                                    arguments=arguments, output='log', ends_run=False))
+    hint = None
+    if not sim:
+        template = DRIVER_HINTS.get(cfg.arm)
+        ip = robot_ip or '<robot ip>'
+        hint = (f'start the {cfg.arm} driver yourself: ' + template.format(ip=ip, arm=cfg.arm)
+                if template else f'start the {cfg.arm} driver yourself (robot_ip {ip})')
+    return LaunchPlan(prof, cfg, run, bool(resume), sim, nodes, launch_environment(run), hint)
+
+
+def parse_flag(name: str, value: str) -> bool:
+    text = str(value).strip().lower()
+    if text in ('true', '1', 'yes', 'on'):
+        return True
+    if text in ('false', '0', 'no', 'off', ''):
+        return False
+    raise ConfigError(f"launch argument '{name}' must be true or false, got {value!r}")
+
+
+def overrides_from_arguments(args: Mapping[str, str]) -> list[dict]:
+    """Value arguments, then `set` ('key=value;key=value'), later ones winning."""
+    out = [parse_override(f'{VALUE_ARGS[k]}={v}') for k, v in args.items()
+           if k in VALUE_ARGS and str(v).strip() != '']
+    out += [parse_override(part.strip()) for part in str(args.get('set', '')).split(';')
+            if part.strip()]
+    return out
+
+
+def plan_from_arguments(profile: str, args: Mapping[str, str]) -> LaunchPlan:
+    """`plan` from launch arguments as strings (what `ros2 launch ... key:=value` gives)."""
+    return plan(profile, setting=args.get('setting') or None,
+                config_file=args.get('config_file') or None,
+                overrides=overrides_from_arguments(args), run_dir=args.get('run_dir') or None,
+                resume=args.get('resume') or None,
+                record=parse_flag('record', args.get('record', 'false')),
+                rviz=parse_flag('rviz', args.get('rviz', 'false')),
+                rqt=parse_flag('rqt', args.get('rqt', 'false')),
+                robot_ip=args.get('robot_ip', ''))
+
+
+def write_run(p: LaunchPlan) -> Path:
+    """Write the run folder's config.yaml (and run.yaml for a new run), as the bringup does."""
+    p.run_dir.mkdir(parents=True, exist_ok=True)
+    (p.run_dir / 'logs').mkdir(exist_ok=True)
+    p.config_file.write_text(yaml.safe_dump(p.config.to_dict(), sort_keys=False))
+    if not p.resume:
+        (p.run_dir / 'run.yaml').write_text(yaml.safe_dump(
+            {'profile': p.profile.name, 'nodes': list(p.profile.nodes),
+             'started': datetime.now().isoformat(timespec='seconds')}))
+    return p.config_file
+
+
+def candidate_profiles(prefix_or_name: str, modes: Sequence[str] = ()) -> list[str]:
+    return [profile_name(prefix_or_name, modes, m) for m in modes] if modes else [prefix_or_name]
+
+
+def argument_specs(prefix_or_name: str, modes: Sequence[str] = (),
+                   default_mode: str | None = None) -> list[tuple[str, str, str, list | None]]:
+    """(name, default, description, choices) of every launch argument a launch file declares."""
+    try:
+        known = load_profiles()
+    except ConfigError:
+        known = {}
+    existing = [known[n] for n in candidate_profiles(prefix_or_name, modes) if n in known]
+    # Missing profiles fail at launch with their name; until then offer both kinds' arguments.
+    sim = {is_sim(p) for p in existing}
+    specs = []
+    if modes:
+        specs.append(('mode', default_mode or modes[-1], 'learning architecture', list(modes)))
+    specs += [
+        ('setting', '', "setting of the profile (e.g. baseline, hires); empty: its default", None),
+        ('config_file', '', 'explicit setting YAML instead of the profile setting', None),
+        ('image_width', '', 'image width in pixels; empty: from the setting', None),
+        ('image_height', '', 'image height in pixels; empty: from the setting', None),
+        ('batch_size', '', 'SAC mini-batch size; empty: from the setting', None),
+        ('action_cycle_ms', '', 'action cycle in ms; empty: from the setting', None),
+        ('real_time_factor', '', 'simulated world speed vs real time; empty: from the setting',
+         None),
+        ('episodes', '', 'stop after this many episodes; empty: from the setting', None),
+        ('set', '', "more overrides: 'key=value;key=value' (e.g. sac.lr_actor=0.0003)", None),
+        ('run_dir', '', 'run folder; empty: <run.runs_dir>/<time>-<profile>', None),
+        ('resume', '', 'continue the run in this run folder', None),
+        ('record', 'false', 'also record the run into <run folder>/bag (rosbag2, MCAP)', None),
+        ('robot_ip', '', "the arm's IP, for the driver command printed at start", None),
+        ('rviz', 'false', f'also start rviz2 with config/{RVIZ_CONFIG}', None),
+        ('rqt', 'false', f'also start rqt with config/{RQT_PERSPECTIVE}', None),
+    ]
+    drop = set(REAL_ONLY_ARGS) if sim == {True} else set(SIM_ONLY_ARGS) if sim == {False} else set()
+    return [s for s in specs if s[0] not in drop]
+
+
+def generate(prefix_or_name: str, modes: Sequence[str] | None = None,
+             default_mode: str | None = None):
+    """LaunchDescription for one profile, or for '<prefix>_<mode>' with a `mode` argument
+    (default: the last of `modes`)."""
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+
+    modes = tuple(modes or ())
+    specs = argument_specs(prefix_or_name, modes, default_mode)
+    declared = [DeclareLaunchArgument(name, default_value=default, description=text,
+                                      choices=choices)
+                for name, default, text, choices in specs]
+    return LaunchDescription(declared + [OpaqueFunction(
+        function=launch_setup, args=[prefix_or_name, modes, [s[0] for s in specs]])])
+
+
+def launch_setup(context, prefix_or_name: str, modes: Sequence[str], arg_names: Sequence[str]):
+    """OpaqueFunction body: resolve, write the run folder, return the actions."""
+    from launch.actions import LogInfo, SetEnvironmentVariable, Shutdown
+    from launch_ros.actions import Node
+
+    args = {name: context.launch_configurations.get(name, '') for name in arg_names}
+    p = plan_from_arguments(profile_name(prefix_or_name, modes, args.get('mode', '')), args)
+    write_run(p)
+    actions = [SetEnvironmentVariable(k, v) for k, v in p.env.items()]
+    actions.append(LogInfo(msg=f'[asyncrl] {p.summary()}'))
+    if p.driver_hint:
+        actions.append(LogInfo(msg=f'[asyncrl] {p.driver_hint}'))
+    for n in p.nodes:
+        kwargs = {}
+        if n.ends_run:
+            kwargs['on_exit'] = Shutdown(reason=f'{n.name} exited')
+        if n.stop_timeout_s is not None:
+            kwargs['sigterm_timeout'] = str(n.stop_timeout_s)
+        actions.append(Node(package=n.package, executable=n.executable, name=n.name,
+                            parameters=[n.parameters], arguments=n.arguments or None,
+                            output=n.output, **kwargs))
+    return actions

@@ -1,0 +1,10 @@
+"""Real UR5 (ur_robot_driver started by you), Async-SAC (mode:=async1|async2).
+
+    ros2 launch asyncrl_ros ur5_async.launch.py --show-args   # every argument
+Nodes and settings come from config/profiles.yaml (see asyncrl_ros/launch_support.py).
+"""
+from asyncrl_ros.launch_support import ASYNC_MODES, generate
+
+
+def generate_launch_description():
+    return generate('ur5', modes=ASYNC_MODES)

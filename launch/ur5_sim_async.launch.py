@@ -1,0 +1,10 @@
+"""Simulated UR5, thesis reacher/tracker, Async-SAC (mode:=async1|async2).
+
+    ros2 launch asyncrl_ros ur5_sim_async.launch.py --show-args   # every argument
+Nodes and settings come from config/profiles.yaml (see asyncrl_ros/launch_support.py).
+"""
+from asyncrl_ros.launch_support import ASYNC_MODES, generate
+
+
+def generate_launch_description():
+    return generate('ur5_sim', modes=ASYNC_MODES)

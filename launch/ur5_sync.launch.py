@@ -1,0 +1,10 @@
+"""Real UR5 (ur_robot_driver started by you), Seq-SAC.
+
+    ros2 launch asyncrl_ros ur5_sync.launch.py --show-args   # every argument
+Nodes and settings come from config/profiles.yaml (see asyncrl_ros/launch_support.py).
+"""
+from asyncrl_ros.launch_support import generate
+
+
+def generate_launch_description():
+    return generate('ur5_sync')
