@@ -13,6 +13,7 @@ NODES = {
     'replay_sampler': 'asyncrl_ros.nodes.replay_sampler_node:main',
     'learner': 'asyncrl_ros.nodes.learner_node:main',
     'recorder': 'asyncrl_ros.nodes.recorder_node:main',
+    'camera': 'asyncrl_ros.nodes.camera_node:main',
     'bringup': 'asyncrl_ros.bringup:main',
 }
 

@@ -77,6 +77,14 @@ class SimConfig:
 
 
 @dataclass
+class CameraConfig:
+    """The real arms' USB camera (the papers: a Logitech webcam at the wrist, 40 ms)."""
+    # Index ('0'), device path ('/dev/video2'), video file or stream URL.
+    device: str = '0'
+    period_ms: float = 40.0
+
+
+@dataclass
 class SafetyConfig:
     # The policy is silent when no command came for this many action cycles.
     watchdog_cycles: float = 2.0
@@ -110,6 +118,7 @@ class ExperimentConfig:
     run: RunConfig = field(default_factory=RunConfig)
     sim: SimConfig = field(default_factory=SimConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
     sac: SACConfig = field(default_factory=SACConfig)
     asynchronous: AsyncConfig = field(default_factory=AsyncConfig)
 

@@ -33,16 +33,6 @@ VALUE_ARGS = {
 SIM_ONLY_ARGS = ('real_time_factor',)
 REAL_ONLY_ARGS = ('robot_ip',)
 
-# The arm drivers are the user's to start (they own the real-time loop); we only say how.
-DRIVER_HINTS = {
-    'franka': ('ros2 launch franka_bringup franka.launch.py robot_ip:={ip}   (with a '
-               'velocity_controllers/JointGroupVelocityController named '
-               'forward_velocity_controller over joints 1-7, active)'),
-    'ur5': ('ros2 launch ur_robot_driver ur_control.launch.py ur_type:={arm} robot_ip:={ip} '
-            'initial_joint_controller:=forward_velocity_controller'),
-}
-DRIVER_HINTS['ur5e'] = DRIVER_HINTS['ur5']
-
 RVIZ_CONFIG = 'asyncrl.rviz'
 RQT_PERSPECTIVE = 'asyncrl.perspective'
 # Stateful nodes may take this long to save (a large replay); matches the bringup's wait.
@@ -85,6 +75,7 @@ class LaunchPlan:
 
 
 def is_sim(profile: Profile) -> bool:
+    """Known before any config is read (real-arm profiles start `camera` instead)."""
     return 'sim_world' in profile.nodes
 
 
@@ -105,9 +96,10 @@ def require_profile(name: str) -> Profile:
     return profiles[name]
 
 
-def bringup_parameters(node: str, config_file: Path, run_dir: Path, resume: bool) -> dict:
+def bringup_parameters(node: str, config_file: Path, run_dir: Path, resume: bool,
+                       sim_time: bool) -> dict:
     """The ROS parameters the bringup gives `node`, read off its command line (one source)."""
-    cmd = bringup.node_command(node, config_file, run_dir, resume)
+    cmd = bringup.node_command(node, config_file, run_dir, resume, sim_time)
     rules = cmd[cmd.index('--ros-args') + 1:]
     params = {}
     for flag, rule in zip(rules[::2], rules[1::2]):
@@ -156,13 +148,12 @@ def plan(profile: str, setting: str | None = None, config_file: str | None = Non
         run = Path(run_dir or Path(cfg.run.runs_dir) / f'{stamp}-{prof.name}').resolve()
         if (run / 'checkpoint.pt').exists():
             raise ConfigError(f'{run} already holds a run; resume it with resume:={run}')
-    sim = is_sim(prof)
+    sim = cfg.world == 'sim'
     config_path = run / 'config.yaml'
     names = list(prof.nodes) + (['recorder'] if record or cfg.run.record else [])
     nodes = []
     for name in names:
-        params = bringup_parameters(name, config_path, run, bool(resume))
-        params['use_sim_time'] = sim
+        params = bringup_parameters(name, config_path, run, bool(resume), sim)
         stateful = name in bringup.STATEFUL_NODES
         nodes.append(NodeLaunch(name, name, params, ends_run=name not in bringup.LEARNING_NODES,
                                 stop_timeout_s=SAVE_TIMEOUT_S if stateful else None))
@@ -173,12 +164,10 @@ def plan(profile: str, setting: str | None = None, config_file: str | None = Non
         if wanted:
             nodes.append(NodeLaunch(name, name, {'use_sim_time': sim}, package=package,
                                     arguments=arguments, output='log', ends_run=False))
-    hint = None
-    if not sim:
-        template = DRIVER_HINTS.get(cfg.arm)
-        ip = robot_ip or '<robot ip>'
-        hint = (f'start the {cfg.arm} driver yourself: ' + template.format(ip=ip, arm=cfg.arm)
-                if template else f'start the {cfg.arm} driver yourself (robot_ip {ip})')
+    # The drivers are the user's to start (they own the real-time loop); the profile's
+    # description says how.
+    hint = None if sim else prof.description.replace('robot_ip:=...',
+                                                     f'robot_ip:={robot_ip or "..."}')
     return LaunchPlan(prof, cfg, run, bool(resume), sim, nodes, launch_environment(run), hint)
 
 

@@ -8,6 +8,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST MUJOCO_GL="${MUJOCO_GL:-egl}"
 cd "$ROOT"
 if [ $# -eq 0 ] || [[ "$1" == -* ]]; then
-  set -- franka_sim_sync "$@"
+  set -- franka_sim_async2 "$@"
 fi
 exec "$ROOT/.venv/bin/asyncrl" "$@"

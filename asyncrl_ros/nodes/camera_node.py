@@ -27,13 +27,13 @@ class CameraNode(Node):
         self.camera: Camera | None = None  # rclpy may destroy a node whose __init__ raised
         cfg = declare_config(self)
         # Dynamic type: `-p device:=0` arrives as an integer, `-p device:=/dev/video2` as a string.
-        self.declare_parameter('device', '0', ParameterDescriptor(
+        self.declare_parameter('device', cfg.camera.device, ParameterDescriptor(
             description="Camera index ('0'), device path (/dev/video2), video file or URL",
             read_only=True, dynamic_typing=True))
         device = str(self.get_parameter('device').value)
         width = declare(self, 'width', cfg.image.width, 'Published image width, px')
         height = declare(self, 'height', cfg.image.height, 'Published image height, px')
-        period_ms = declare(self, 'period_ms', cfg.sim.image_period_ms,
+        period_ms = declare(self, 'period_ms', cfg.camera.period_ms,
                             'Publishing period, ms (the papers: 40)')
         if period_ms <= 0:
             raise ValueError(f'period_ms must be > 0, got {period_ms}')
