@@ -124,7 +124,8 @@ def test_arguments_override_config_and_add_recorder_and_viewers(tmp_path):
     p = ls.plan_from_arguments('franka_sim_sync', args)
     cfg = p.config
     assert (cfg.image.width, cfg.image.height) == (330, 180)   # height from the hires file
-    assert (cfg.sac.batch_size, cfg.task.action_cycle_ms, cfg.sim.real_time_factor) == (32, 50.0, 0.1)
+    assert cfg.sac.batch_size == 32
+    assert (cfg.task.action_cycle_ms, cfg.sim.real_time_factor) == (50.0, 0.1)
     assert (cfg.run.max_episodes, cfg.sac.hidden_dim, cfg.run.seed) == (3, 256, 7)
     names = [n.name for n in p.nodes]
     assert names[-3:] == ['recorder', 'rviz2', 'rqt_gui']
@@ -132,8 +133,9 @@ def test_arguments_override_config_and_add_recorder_and_viewers(tmp_path):
     assert rec.parameters['bag_path'] == str(run_dir / 'bag')
     rviz, rqt = p.nodes[-2:]
     assert (rviz.package, rqt.package) == ('rviz2', 'rqt_gui')
-    assert Path(rviz.arguments[-1]).name == 'asyncrl.rviz' and Path(rviz.arguments[-1]).is_file()
-    assert Path(rqt.arguments[-1]).name == 'asyncrl.perspective' and Path(rqt.arguments[-1]).is_file()
+    for viewer, file in ((rviz, 'asyncrl.rviz'), (rqt, 'asyncrl.perspective')):
+        path = Path(viewer.arguments[-1])
+        assert path.name == file and path.is_file()
     assert not rviz.ends_run and rviz.parameters == {'use_sim_time': True}
     # `set` wins over the value arguments.
     p2 = ls.plan_from_arguments('franka_sim_sync', {'batch_size': '32', 'set': 'sac.batch_size=16',
@@ -221,22 +223,24 @@ def test_declared_arguments_follow_the_world():
 # ---- rviz and rqt ----
 
 def test_rviz_config_shows_the_package_topics_with_matching_qos():
-    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-    from asyncrl_ros.nodes.common import (LATCHED_QOS, SENSOR_QOS, TOPIC_IMAGE, TOPIC_MARKERS,
-                                          TOPIC_REWARD_MASK)
+    from asyncrl_ros.nodes.common import (LATCHED_QOS, SENSOR_QOS, TOPIC_EE_MARKERS, TOPIC_IMAGE,
+                                          TOPIC_MARKERS, TOPIC_REWARD_MASK)
     from asyncrl_ros.nodes.target_monitor_node import FRAME
     data = yaml.safe_load((ROOT / 'config' / 'asyncrl.rviz').read_text())
     manager = data['Visualization Manager']
     assert manager['Global Options']['Fixed Frame'] == FRAME == 'world'
     displays = {d['Topic']['Value']: d for d in manager['Displays'] if 'Topic' in d}
-    assert set(displays) == {TOPIC_MARKERS, TOPIC_IMAGE, TOPIC_REWARD_MASK}
-    assert displays[TOPIC_MARKERS]['Class'] == 'rviz_default_plugins/MarkerArray'
+    assert set(displays) == {TOPIC_MARKERS, TOPIC_EE_MARKERS, TOPIC_IMAGE, TOPIC_REWARD_MASK}
+    for topic in (TOPIC_MARKERS, TOPIC_EE_MARKERS):
+        assert displays[topic]['Class'] == 'rviz_default_plugins/MarkerArray'
     names = {'Best Effort': ReliabilityPolicy.BEST_EFFORT, 'Reliable': ReliabilityPolicy.RELIABLE,
              'Transient Local': DurabilityPolicy.TRANSIENT_LOCAL,
              'Volatile': DurabilityPolicy.VOLATILE}
-    for topic, qos in ((TOPIC_MARKERS, LATCHED_QOS), (TOPIC_IMAGE, SENSOR_QOS),
-                       (TOPIC_REWARD_MASK, SENSOR_QOS)):
+    # The arm_driver publishes its markers with a plain depth (rclpy: reliable, volatile).
+    for topic, qos in ((TOPIC_MARKERS, LATCHED_QOS), (TOPIC_EE_MARKERS, QoSProfile(depth=10)),
+                       (TOPIC_IMAGE, SENSOR_QOS), (TOPIC_REWARD_MASK, SENSOR_QOS)):
         sub = displays[topic]['Topic']
         # A subscriber asking more than the publisher offers never matches.
         assert names[sub['Reliability Policy']] == qos.reliability, topic
@@ -248,8 +252,8 @@ def test_rviz_config_shows_the_package_topics_with_matching_qos():
 def test_rqt_perspective_plots_real_message_fields():
     from asyncrl_ros_interfaces.msg import EpisodeMetrics, StepMetrics
 
-    from asyncrl_ros.nodes.common import TOPIC_EPISODE_METRICS, TOPIC_IMAGE, TOPIC_STEP_METRICS
-    from asyncrl_ros.nodes.recorder_node import TOPIC_DIAGNOSTICS
+    from asyncrl_ros.nodes.common import (TOPIC_DIAGNOSTICS, TOPIC_EPISODE_METRICS, TOPIC_IMAGE,
+                                          TOPIC_STEP_METRICS)
     data = json.loads((ROOT / 'config' / 'asyncrl.perspective').read_text())
     manager = data['groups']['pluginmanager']
     # qt_gui evals every 'repr'; plain literals need no Qt types.
@@ -266,11 +270,12 @@ def test_rqt_perspective_plots_real_message_fields():
         return {k: ast.literal_eval(v['repr']) for k, v in keys.items()}
 
     assert settings('plugin__rqt_image_view__ImageView__1')['topic'] == TOPIC_IMAGE
-    plotted = [t for serial in (1, 2) for t in settings(f'plugin__rqt_plot__Plot__{serial}')['topics']]
+    plotted = [t for serial in (1, 2)
+               for t in settings(f'plugin__rqt_plot__Plot__{serial}')['topics']]
     assert plotted == [f'{TOPIC_EPISODE_METRICS}/episode_return', f'{TOPIC_STEP_METRICS}/cycle_ms']
     for path, msg in zip(plotted, (EpisodeMetrics, StepMetrics)):
         assert path.rsplit('/', 1)[1] in msg.get_fields_and_field_types()
-    # rqt_runtime_monitor listens on /diagnostics (fixed), where the recorder reports.
+    # rqt_runtime_monitor listens on /diagnostics (fixed), where the nodes report.
     assert TOPIC_DIAGNOSTICS == '/diagnostics'
 
 
