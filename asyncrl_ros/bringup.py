@@ -15,22 +15,13 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 
-import yaml
 
-from asyncrl_ros.config import ConfigError, load_config, parse_override
-from asyncrl_ros.profiles import load_profiles, resolve
-
-# The node whose exit ends the run.
-MAIN_NODE = 'policy'
-# Nodes that keep state in the run folder (they get run_dir and resume).
-STATEFUL_NODES = ('policy', 'learner', 'replay_sampler')
-# Their death is reported but does not stop the run: the policy keeps acting on its last
-# weights and the arm stays under the arm_driver's watch.
-LEARNING_NODES = ('learner', 'replay_sampler')
-
+from asyncrl_ros.config import ConfigError, parse_override
+from asyncrl_ros.profiles import load_profiles
+from asyncrl_ros.runs import (LEARNING_NODES, MAIN_NODE, SAVE_TIMEOUT_S, node_parameters,
+                              prepare_run, run_nodes, write_run)
 
 def ros_environment(run_dir: Path) -> dict:
     env = dict(os.environ)   # whole: the ROS wheels' bootstrapper needs LD_LIBRARY_PATH
@@ -45,14 +36,10 @@ def ros_environment(run_dir: Path) -> dict:
 
 def node_command(node: str, config_file: Path, run_dir: Path, resume: bool,
                  sim_time: bool) -> list[str]:
-    # In simulation every node runs on the world's /clock; the world itself is the clock.
-    use_sim_time = sim_time and node != 'sim_world'
-    cmd = [sys.executable, '-m', f'asyncrl_ros.nodes.{node}_node', '--ros-args',
-           '-p', f'config_file:={config_file}', '-p', f'use_sim_time:={str(use_sim_time).lower()}']
-    if node in STATEFUL_NODES:
-        cmd += ['-p', f'run_dir:={run_dir}', '-p', f'resume:={str(resume).lower()}']
-    if node == 'recorder':
-        cmd += ['-p', f'bag_path:={run_dir / "bag"}']
+    cmd = [sys.executable, '-m', f'asyncrl_ros.nodes.{node}_node', '--ros-args']
+    for key, value in node_parameters(node, config_file, run_dir, resume, sim_time).items():
+        value = str(value).lower() if isinstance(value, bool) else value
+        cmd += ['-p', f'{key}:={value}']
     return cmd
 
 
@@ -105,28 +92,11 @@ def main(argv=None) -> int:
                 print(f'{name:24s} {prof.description}\n{"":24s} nodes: {", ".join(prof.nodes)}; '
                       f'settings: {", ".join(prof.settings)}')
             return 0
-        if args.resume:
-            run_dir = Path(args.resume).resolve()
-            config_file = run_dir / 'config.yaml'
-            meta = yaml.safe_load((run_dir / 'run.yaml').read_text())
-            profile_name = meta['profile']
-            overrides = [parse_override(s) for s in args.set]
-            if args.episodes:
-                overrides.append({'run': {'max_episodes': args.episodes}})
-            cfg = load_config(config_file, *overrides)
-            from asyncrl_ros.profiles import get_profile
-            profile = get_profile(profile_name)
-        else:
-            if not args.profile:
-                raise ConfigError('no profile given (use --list to see them)')
-            overrides = [parse_override(s) for s in args.set]
-            if args.episodes:
-                overrides.append({'run': {'max_episodes': args.episodes}})
-            profile, cfg = resolve(args.profile, args.setting, args.config, overrides)
-            stamp = datetime.now().strftime('%Y%m%d-%H%M%S')
-            run_dir = Path(args.run_dir or Path(cfg.run.runs_dir) / f'{stamp}-{profile.name}').resolve()
-            if (run_dir / 'checkpoint.pt').exists():
-                raise ConfigError(f'{run_dir} already holds a run; use --resume {run_dir}')
+        overrides = [parse_override(s) for s in args.set]
+        if args.episodes:
+            overrides.append({'run': {'max_episodes': args.episodes}})
+        profile, cfg, run_dir = prepare_run(None if args.resume else args.profile, args.setting,
+                                            args.config, overrides, args.run_dir, args.resume)
     except (ConfigError, FileNotFoundError) as err:
         print(f'asyncrl: error: {err}', file=sys.stderr)
         return 2
@@ -135,21 +105,14 @@ def main(argv=None) -> int:
               f'batch {cfg.sac.batch_size}, cycle {cfg.task.action_cycle_ms:g} ms)')
         return 0
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / 'logs').mkdir(exist_ok=True)
-    config_file = run_dir / 'config.yaml'
-    config_file.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    if not args.resume:
-        (run_dir / 'run.yaml').write_text(yaml.safe_dump(
-            {'profile': profile.name, 'nodes': list(profile.nodes),
-             'started': datetime.now().isoformat(timespec='seconds')}))
+    config_file = write_run(run_dir, profile, cfg, bool(args.resume))
     env = ros_environment(run_dir)
     print(f'[bringup] {profile.name} ({cfg.mode}): {", ".join(profile.nodes)} -> {run_dir}',
           flush=True)
 
     procs: dict[str, subprocess.Popen] = {}
     threads = []
-    nodes = list(profile.nodes) + (['recorder'] if args.record or cfg.run.record else [])
+    nodes = run_nodes(profile, cfg, args.record)
     for node in nodes:
         proc = subprocess.Popen(node_command(node, config_file, run_dir, bool(args.resume),
                                              cfg.world == 'sim'),
@@ -196,10 +159,10 @@ def main(argv=None) -> int:
         if interrupted:
             print('[bringup] stopping: the policy saves its checkpoint first', flush=True)
         ordered = {MAIN_NODE: procs[MAIN_NODE]} if MAIN_NODE in procs else {}
-        stop_all(ordered, timeout=600.0)   # saving a large replay can take a while
+        stop_all(ordered, timeout=SAVE_TIMEOUT_S)   # saving a large replay can take a while
         time.sleep(1.0)   # let the last transitions reach the replay owner
         # Learning nodes save their parts (the replay can be GBs): give them time.
-        stop_all({n: p for n, p in procs.items() if n in LEARNING_NODES}, timeout=600.0)
+        stop_all({n: p for n, p in procs.items() if n in LEARNING_NODES}, timeout=SAVE_TIMEOUT_S)
         stop_all({n: p for n, p in procs.items() if n != MAIN_NODE and n not in LEARNING_NODES})
         for thread in threads:
             thread.join(timeout=2.0)

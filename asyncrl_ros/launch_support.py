@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import yaml
 
 from asyncrl_ros import bringup
-from asyncrl_ros.config import ConfigError, ExperimentConfig, load_config, parse_override
-from asyncrl_ros.profiles import Profile, config_dir, load_profiles, resolve
+from asyncrl_ros.config import ConfigError, ExperimentConfig, parse_override
+from asyncrl_ros import runs
+from asyncrl_ros.profiles import Profile, config_dir, load_profiles
+from asyncrl_ros.runs import (LEARNING_NODES, SAVE_TIMEOUT_S, STATEFUL_NODES, node_parameters,
+                              prepare_run, run_nodes)
 
 ASYNC_MODES = ('async1', 'async2')
 
@@ -36,7 +37,6 @@ REAL_ONLY_ARGS = ('robot_ip',)
 RVIZ_CONFIG = 'asyncrl.rviz'
 RQT_PERSPECTIVE = 'asyncrl.perspective'
 # Stateful nodes may take this long to save (a large replay); matches the bringup's wait.
-SAVE_TIMEOUT_S = 600
 
 
 @dataclass
@@ -98,16 +98,8 @@ def require_profile(name: str) -> Profile:
 
 def bringup_parameters(node: str, config_file: Path, run_dir: Path, resume: bool,
                        sim_time: bool) -> dict:
-    """The ROS parameters the bringup gives `node`, read off its command line (one source)."""
-    cmd = bringup.node_command(node, config_file, run_dir, resume, sim_time)
-    rules = cmd[cmd.index('--ros-args') + 1:]
-    params = {}
-    for flag, rule in zip(rules[::2], rules[1::2]):
-        if flag != '-p':
-            raise ValueError(f'unexpected bringup argument {flag!r} for {node}')
-        key, value = rule.split(':=', 1)
-        params[key] = {'true': True, 'false': False}.get(value, value)
-    return params
+    """The ROS parameters the bringup gives `node` (one source: asyncrl_ros.runs)."""
+    return node_parameters(node, config_file, run_dir, resume, sim_time)
 
 
 def launch_environment(run_dir: Path) -> dict[str, str]:
@@ -129,33 +121,16 @@ def plan(profile: str, setting: str | None = None, config_file: str | None = Non
          record: bool = False, rviz: bool = False, rqt: bool = False,
          robot_ip: str = '') -> LaunchPlan:
     """Resolve a profile the way the bringup does; no file is written (see `write_run`)."""
-    prof = require_profile(profile)
-    if resume:
-        if setting or config_file:
-            raise ConfigError('resume continues the run with its own config.yaml; '
-                              'drop setting/config_file')
-        run = Path(resume).resolve()
-        meta_path = run / 'run.yaml'
-        if not meta_path.is_file():
-            raise ConfigError(f'cannot resume {run}: no run.yaml there')
-        started_as = (yaml.safe_load(meta_path.read_text()) or {}).get('profile')
-        if started_as != prof.name:
-            raise ConfigError(f"cannot resume {run} as '{prof.name}': it is a '{started_as}' run")
-        cfg = load_config(run / 'config.yaml', *overrides)
-    else:
-        prof, cfg = resolve(profile, setting, config_file, list(overrides))
-        stamp = datetime.now().strftime('%Y%m%d-%H%M%S')
-        run = Path(run_dir or Path(cfg.run.runs_dir) / f'{stamp}-{prof.name}').resolve()
-        if (run / 'checkpoint.pt').exists():
-            raise ConfigError(f'{run} already holds a run; resume it with resume:={run}')
+    require_profile(profile)
+    prof, cfg, run = prepare_run(profile, setting, config_file, overrides, run_dir, resume)
     sim = cfg.world == 'sim'
     config_path = run / 'config.yaml'
-    names = list(prof.nodes) + (['recorder'] if record or cfg.run.record else [])
+    names = run_nodes(prof, cfg, record)
     nodes = []
     for name in names:
         params = bringup_parameters(name, config_path, run, bool(resume), sim)
-        stateful = name in bringup.STATEFUL_NODES
-        nodes.append(NodeLaunch(name, name, params, ends_run=name not in bringup.LEARNING_NODES,
+        stateful = name in STATEFUL_NODES
+        nodes.append(NodeLaunch(name, name, params, ends_run=name not in LEARNING_NODES,
                                 stop_timeout_s=SAVE_TIMEOUT_S if stateful else None))
     viewers = {'rviz2': (rviz, 'rviz2', ['-d', str(config_dir() / RVIZ_CONFIG)]),
                'rqt_gui': (rqt, 'rqt_gui', ['--perspective-file',
@@ -203,14 +178,7 @@ def plan_from_arguments(profile: str, args: Mapping[str, str]) -> LaunchPlan:
 
 def write_run(p: LaunchPlan) -> Path:
     """Write the run folder's config.yaml (and run.yaml for a new run), as the bringup does."""
-    p.run_dir.mkdir(parents=True, exist_ok=True)
-    (p.run_dir / 'logs').mkdir(exist_ok=True)
-    p.config_file.write_text(yaml.safe_dump(p.config.to_dict(), sort_keys=False))
-    if not p.resume:
-        (p.run_dir / 'run.yaml').write_text(yaml.safe_dump(
-            {'profile': p.profile.name, 'nodes': list(p.profile.nodes),
-             'started': datetime.now().isoformat(timespec='seconds')}))
-    return p.config_file
+    return runs.write_run(p.run_dir, p.profile, p.config, p.resume)
 
 
 def candidate_profiles(prefix_or_name: str, modes: Sequence[str] = ()) -> list[str]:

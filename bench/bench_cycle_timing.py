@@ -52,6 +52,31 @@ def overrides(mode: str, batch: int, hidden: int) -> list[str]:
     return [arg for key, value in sets.items() for arg in ('--set', f'{key}={value}')]
 
 
+def busy_domains() -> set[int]:
+    """ROS domains with a DDS participant on this host (Fast DDS binds UDP 7400 + 250 d + ...)."""
+    busy = set()
+    for table in ('/proc/net/udp', '/proc/net/udp6'):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            port = int(line.split()[1].rsplit(':', 1)[1], 16)
+            if 7400 <= port < 7400 + 250 * 101:
+                busy.add((port - 7400) // 250)
+    return busy
+
+
+def free_domain(start: int) -> int:
+    """The first domain from `start` (1..100, wrapping) that nobody here uses right now."""
+    busy = busy_domains()
+    for i in range(100):
+        domain = 1 + (start - 1 + i) % 100
+        if domain not in busy:
+            return domain
+    raise RuntimeError('every ROS domain 1..100 is in use on this host')
+
+
 def run_mode(mode: str, run_dir: Path, episodes: int, batch: int, hidden: int, domain: int,
              timeout: float) -> tuple[int, float]:
     env = dict(os.environ)
@@ -129,15 +154,17 @@ def main() -> None:
     ap.add_argument('--batch', type=int, help='SAC batch size (default 128, the paper; 32 with --quick)')
     ap.add_argument('--hidden', type=int, default=1024, help='SAC hidden size (paper: 1024)')
     ap.add_argument('--modes', nargs='+', default=list(PROFILES), choices=list(PROFILES))
-    ap.add_argument('--domain-id', type=int, default=1 + os.getpid() % 90,
-                    help='ROS domain of the first mode; the others take the next ones')
+    ap.add_argument('--domain-id', type=int,
+                    help='ROS domain for every mode (default: a free one per mode, 1..100)')
     ap.add_argument('--timeout', type=float, default=1800.0, help='seconds per mode')
     ap.add_argument('--out-dir', help='where the run folders go (default: a temporary folder)')
     ap.add_argument('--keep', action='store_true', help='keep the run folders')
     args = ap.parse_args()
     batch = args.batch or (32 if args.quick else 128)
-    if args.episodes < 1 or batch < 1 or args.hidden < 1 or not 0 <= args.domain_id <= 230:
-        raise SystemExit('--episodes, --batch and --hidden must be >= 1, --domain-id in 0..230')
+    if args.episodes < 1 or batch < 1 or args.hidden < 1:
+        raise SystemExit('--episodes, --batch and --hidden must be >= 1')
+    if args.domain_id is not None and not 0 <= args.domain_id <= 232:
+        raise SystemExit(f'--domain-id must be in 0..232, got {args.domain_id}')
     out = Path(args.out_dir or tempfile.mkdtemp(prefix='bench_cycle_')).resolve()
     out.mkdir(parents=True, exist_ok=True)
     print(f'{os.cpu_count()} CPUs; 160x90 images, batch {batch}, hidden {args.hidden}; cycle '
@@ -149,14 +176,16 @@ def main() -> None:
         if run_dir.exists():
             shutil.rmtree(run_dir)
         load0 = os.getloadavg()[0]
-        code, seconds = run_mode(mode, run_dir, args.episodes, batch, args.hidden,
-                                 args.domain_id + i, args.timeout)
+        domain = args.domain_id if args.domain_id is not None else free_domain(
+            1 + (os.getpid() + i) % 100)
+        code, seconds = run_mode(mode, run_dir, args.episodes, batch, args.hidden, domain,
+                                 args.timeout)
         if code != 0 or not (run_dir / 'summary.json').is_file():
             results[mode] = {'error': f'bringup exited with {code}; see {out / (mode + ".log")}',
                              'wall_s': seconds}
             print(f'  {mode}: FAILED ({results[mode]["error"]})', flush=True)
             continue
-        results[mode] = {**analyse(run_dir), 'wall_s': seconds,
+        results[mode] = {**analyse(run_dir), 'wall_s': seconds, 'ros_domain': domain,
                          'loadavg_1min': [load0, os.getloadavg()[0]]}
         print(f'  {mode}: {seconds:.0f} s, load average {load0:.2f} -> {os.getloadavg()[0]:.2f}',
               flush=True)
@@ -179,7 +208,8 @@ def main() -> None:
             print(f'{mode:<7} FAILED: {r["error"]}')
             continue
         w, s = r['wall_dev_ms'], r['sim_dev_ms']
-        ratio = f"{r['sync_p99_over_this_p99']:.1f}x" if mode != 'sync' else '-'
+        ratio = r.get('sync_p99_over_this_p99', math.nan)
+        ratio = f'{ratio:.1f}x' if math.isfinite(ratio) else '-'
         verdict = ('PASS' if r['pass'] else 'MISS') if mode != 'sync' else '-'
         print(f"{mode:<7} {r['n']:>4} {w['p50']:>8.2f} {w['p99']:>7.2f} {w['max']:>7.1f} "
               f"{s['p50']:>8.2f} {s['p99']:>7.2f} {s['max']:>7.1f} {100 * r['wall_over_41ms']:>5.1f}% "
@@ -188,7 +218,8 @@ def main() -> None:
         extra = (f", median in-cycle update {r['in_cycle_update_ms_p50']:.0f} ms"
                  if mode == 'sync' else '')
         print(f"  {mode}: learning from step {r['learning_from_step']} of {r['steps']}, "
-              f"{r['updates']} updates, {r['wall_s']:.0f} s wall{extra}")
+              f"{r['updates']} updates, {r['transitions_missing']} transitions missing, "
+              f"{r['wall_s']:.0f} s wall{extra}")
     print(json.dumps(finite({'bench': 'cycle_timing', 'cpus': os.cpu_count(), 'cycle_ms': CYCLE_MS,
                       'goal_p99_ms': GOAL_P99_MS, 'batch': batch, 'hidden': args.hidden,
                       'image': [160, 90], 'episodes': args.episodes, 'quick': args.quick,

@@ -3,7 +3,6 @@ keeps its cycle, every transition sent is stored, and a learner killed mid-run l
 the policy acting on its last weights."""
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal

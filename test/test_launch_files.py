@@ -18,7 +18,7 @@ import yaml
 
 from conftest import ROOT
 
-from asyncrl_ros import bringup
+from asyncrl_ros import bringup, runs
 from asyncrl_ros import launch_support as ls
 from asyncrl_ros.config import ConfigError
 from asyncrl_ros.profiles import load_profiles
@@ -56,7 +56,7 @@ def expected_parameters(node: str, run_dir: Path, sim: bool, resume: bool = Fals
     # In simulation every node but the world (the clock itself) runs on /clock.
     params = {'config_file': str(run_dir / 'config.yaml'),
               'use_sim_time': sim and node != 'sim_world'}
-    if node in bringup.STATEFUL_NODES:
+    if node in runs.STATEFUL_NODES:
         params.update(run_dir=str(run_dir), resume=resume)
     if node == 'recorder':
         params['bag_path'] = str(run_dir / 'bag')
@@ -103,8 +103,8 @@ def test_plan_starts_the_profile_nodes_as_the_bringup_does(profile, tmp_path):
         ours = {f'{k}:={str(v).lower() if isinstance(v, bool) else v}'
                 for k, v in n.parameters.items()}
         assert ours == {r for r in cmd if ':=' in r}
-        assert n.ends_run == (n.name not in bringup.LEARNING_NODES)
-        assert (n.stop_timeout_s is not None) == (n.name in bringup.STATEFUL_NODES)
+        assert n.ends_run == (n.name not in runs.LEARNING_NODES)
+        assert (n.stop_timeout_s is not None) == (n.name in runs.STATEFUL_NODES)
     # Nothing written until write_run; then what the bringup writes.
     assert not run_dir.exists()
     ls.write_run(p)
@@ -191,7 +191,7 @@ def test_resume_reuses_the_run_folder_and_checks_its_profile(tmp_path):
     assert p.nodes[-1].parameters['resume'] is True
     with pytest.raises(ConfigError, match="it is a 'franka_sim_sync' run"):
         ls.plan('franka_sim_async2', resume=str(run_dir))
-    with pytest.raises(ConfigError, match='drop setting/config_file'):
+    with pytest.raises(ConfigError, match='drop setting/config'):
         ls.plan('franka_sim_sync', setting='hires', resume=str(run_dir))
 
 

@@ -9,6 +9,7 @@ import pytest  # noqa: E402
 
 from asyncrl_ros.sim.panda_world import (JOINT_NAMES, WORKSPACE_MAX, WORKSPACE_MIN,  # noqa: E402
                                          PandaWorld)
+from world_checks import ArmWorldChecks, module_world  # noqa: E402
 
 
 def red_fraction(rgb: np.ndarray) -> float:
@@ -18,17 +19,17 @@ def red_fraction(rgb: np.ndarray) -> float:
     return float((((h <= 10) | (h >= 170)) & (s >= 120) & (v >= 70)).mean())
 
 
-@pytest.fixture(scope='module')
-def world():
-    w = PandaWorld()
-    yield w
-    w.close()
+world = module_world(PandaWorld)
 
 
 @pytest.fixture
 def home(world):
     world.set_joint_positions(world.home_qpos)
     return world
+
+
+class TestArmWorld(ArmWorldChecks):
+    """Time, joint state, camera and bad input, as every simulated arm."""
 
 
 def test_model_is_the_real_panda(world):
@@ -64,45 +65,11 @@ def test_velocity_command_is_clipped_to_the_limits(home):
     assert np.all(home.joint_state()[1] <= home.velocity_limits * 1.05)
 
 
-def test_zero_command_holds_against_gravity(home):
-    q0 = home.joint_state()[0]
-    home.set_joint_velocity(np.zeros(7))
-    home.step(1.0)
-    assert np.max(np.abs(home.joint_state()[0] - q0)) < 1e-3
-
-
-def test_time_advances_by_step_durations(world):
-    t0 = world.time
-    for _ in range(25):
-        world.step(0.04)
-    assert world.time - t0 == pytest.approx(1.0, abs=1e-12)
-    world.step(0.0)
-    assert world.time - t0 == pytest.approx(1.0, abs=1e-12)
-
-
-@pytest.mark.parametrize('bad', [0.003, -0.04, float('nan'), float('inf')])
-def test_step_rejects_bad_durations(world, bad):
-    with pytest.raises(ValueError, match='duration'):
-        world.step(bad)
-
-
-@pytest.mark.parametrize('bad', [np.zeros(6), np.zeros(8), [0, 0, 0, np.nan, 0, 0, 0],
-                                 [np.inf] + [0] * 6, 'fast'])
-def test_bad_velocity_raises(world, bad):
-    with pytest.raises(ValueError, match='qdot'):
-        world.set_joint_velocity(bad)
-
-
 def test_bad_joint_positions_raise(world):
     q = world.home_qpos.copy()
     q[3] = 0.5  # joint 4 must stay negative
     with pytest.raises(ValueError, match='limits'):
         world.set_joint_positions(q)
-
-
-def test_render_shape_and_dtype(home):
-    img = home.render()
-    assert img.shape == (90, 160, 3) and img.dtype == np.uint8
 
 
 def test_target_under_camera_is_red_and_far_target_is_not(home):
@@ -142,22 +109,3 @@ def test_set_target_rejects_bad_input(world):
         world.set_target([0.5, 0.0])
     with pytest.raises(ValueError, match='target'):
         world.set_target([0.5, np.nan, 0.0])
-
-
-def test_teleport_rests_the_arm(world):
-    world.set_joint_velocity(np.full(7, 0.5))
-    world.step(0.1)
-    world.set_joint_positions(world.home_qpos)
-    q, qdot = world.joint_state()
-    np.testing.assert_allclose(q, world.home_qpos)
-    assert np.all(qdot == 0)
-    world.step(0.1)  # the velocity command was cleared too
-    assert np.max(np.abs(world.joint_state()[0] - world.home_qpos)) < 1e-4
-
-
-def test_closed_world_refuses_to_render():
-    w = PandaWorld(image_width=32, image_height=18)
-    w.close()
-    w.close()
-    with pytest.raises(RuntimeError, match='closed'):
-        w.render()

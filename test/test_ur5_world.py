@@ -12,13 +12,10 @@ from asyncrl_ros.sim.monitor_target import MonitorTarget  # noqa: E402
 from asyncrl_ros.sim.ur5_scene import SCREEN_CENTRE, default_monitor  # noqa: E402
 from asyncrl_ros.sim.ur5_world import (JOINT_NAMES, TASK_VELOCITY_LIMIT,  # noqa: E402
                                        UR5_WORKSPACE_MAX, UR5_WORKSPACE_MIN, UR5World)
+from world_checks import ArmWorldChecks, module_world  # noqa: E402
 
 
-@pytest.fixture(scope='module')
-def world():
-    w = UR5World()
-    yield w
-    w.close()
+world = module_world(UR5World)
 
 
 @pytest.fixture
@@ -30,6 +27,10 @@ def home(world):
 
 def red_blob(world) -> np.ndarray:
     return red_mask(world.render())
+
+
+class TestArmWorld(ArmWorldChecks):
+    """Time, joint state, camera and bad input, as every simulated arm."""
 
 
 # ---- the model ----------------------------------------------------------------------------
@@ -105,37 +106,7 @@ def test_last_wrist_joint_is_held_even_when_commanded(home):
     assert np.all(np.abs(q[:5] - q0[:5]) > 0.05)   # the other five did move
 
 
-def test_zero_command_holds_against_gravity(home):
-    q0 = home.joint_state()[0]
-    home.set_joint_velocity(np.zeros(6))
-    home.step(1.0)
-    assert np.max(np.abs(home.joint_state()[0] - q0)) < 1e-3
-
-
-def test_time_advances_by_step_durations(world):
-    t0 = world.time
-    for _ in range(25):
-        world.step(0.04)
-    assert world.time - t0 == pytest.approx(1.0, abs=1e-12)
-
-
-def test_teleport_rests_the_arm(world):
-    world.set_joint_velocity(np.full(6, 0.5))
-    world.step(0.1)
-    world.set_joint_positions(world.home_qpos)
-    q, qdot = world.joint_state()
-    np.testing.assert_allclose(q, world.home_qpos)
-    assert np.all(qdot == 0)
-    world.step(0.1)   # the velocity command was cleared too
-    assert np.max(np.abs(world.joint_state()[0] - world.home_qpos)) < 1e-4
-
-
 # ---- camera and reward ----------------------------------------------------------------------
-def test_render_shape_and_dtype(home):
-    img = home.render()
-    assert img.shape == (90, 160, 3) and img.dtype == np.uint8
-
-
 def test_targets_anywhere_on_the_screen_are_seen_from_home(home):
     rng = np.random.default_rng(1)
     for _ in range(15):
@@ -237,18 +208,6 @@ def test_set_target_round_trips_through_screen_coordinates(world):
 
 
 # ---- bad input ------------------------------------------------------------------------------
-@pytest.mark.parametrize('bad', [np.zeros(5), np.zeros(7), [0, 0, np.nan, 0, 0, 0], 'fast'])
-def test_bad_velocity_raises(world, bad):
-    with pytest.raises(ValueError, match='qdot'):
-        world.set_joint_velocity(bad)
-
-
-@pytest.mark.parametrize('bad', [0.003, -0.04, float('nan'), float('inf')])
-def test_step_rejects_bad_durations(world, bad):
-    with pytest.raises(ValueError, match='duration'):
-        world.step(bad)
-
-
 def test_bad_positions_tasks_and_targets_raise(world):
     q = world.home_qpos.copy()
     q[2] = 3.5   # the elbow stops at +-pi
@@ -273,11 +232,3 @@ def test_bad_positions_tasks_and_targets_raise(world):
         MonitorTarget(centre=[0, 0, 0], right=[1, 0, 0], up=[0, 0, 1], radius=0.2)
     with pytest.raises(ValueError, match='orthogonal'):
         MonitorTarget(centre=[0, 0, 0], right=[1, 0, 0], up=[1, 0, 1])
-
-
-def test_closed_world_refuses_to_render():
-    w = UR5World(image_width=32, image_height=18)
-    w.close()
-    w.close()
-    with pytest.raises(RuntimeError, match='closed'):
-        w.render()

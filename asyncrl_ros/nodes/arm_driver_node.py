@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64, Float64MultiArray
@@ -24,7 +23,7 @@ from std_srvs.srv import Trigger
 from asyncrl_ros.arms import get_arm
 from visualization_msgs.msg import Marker, MarkerArray
 
-from asyncrl_ros.nodes.common import (COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, SERVICE_HOME,
+from asyncrl_ros.nodes.common import (run_node, COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, SERVICE_HOME,
                                       Diagnostics,
                                       TOPIC_EE_MARKERS, TOPIC_HOMING, TOPIC_JOINT_STATES,
                                       TOPIC_POLICY_COMMAND,
@@ -232,19 +231,14 @@ class ArmDriverNode(Node):
         self.out_pub.publish(Float64MultiArray(data=[float(v) for v in command]))
 
 
+def stop_arm(node: ArmDriverNode) -> None:
+    # Leave the robot stopped whatever happened.
+    if rclpy.ok():
+        node.out_pub.publish(Float64MultiArray(data=[0.0] * node.arm.n_joints))
+
+
 def main(args=None):
-    rclpy.init(args=args)
-    node = ArmDriverNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        # Leave the robot stopped whatever happened above.
-        if rclpy.ok():
-            node.out_pub.publish(Float64MultiArray(data=[0.0] * node.arm.n_joints))
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(ArmDriverNode, args, on_exit=stop_arm)
 
 
 if __name__ == '__main__':

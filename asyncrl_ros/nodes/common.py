@@ -172,3 +172,40 @@ class Diagnostics:
                 hardware_id=self.hardware_id,
                 values=[KeyValue(key=str(k), value=str(v)) for k, v in values.items()]))
         self.pub.publish(array)
+
+
+def run_node(node_class, args=None, on_exit=None, compute: bool = False) -> None:
+    """The life of one node process: init, build, spin, clean up.
+
+    A bad parameter or config ends the process with one line and exit code 2. With
+    `compute`, ROS callbacks run in a background thread and the main thread runs the
+    node's `run()` loop (learner, replay_sampler); `on_exit(node)` always runs last.
+    """
+    import sys
+
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+    rclpy.init(args=args)
+    try:
+        node = node_class()
+    except ValueError as err:   # ConfigError is one
+        print(f'[{getattr(node_class, "NAME", node_class.__name__)}] error: {err}',
+              file=sys.stderr, flush=True)
+        rclpy.try_shutdown()
+        sys.exit(2)
+    executor = None
+    try:
+        if compute:
+            executor, _ = spin_in_background(node)
+            node.run()
+        else:
+            rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if on_exit is not None:
+            on_exit(node)
+        if executor is not None:
+            executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.try_shutdown()

@@ -21,9 +21,9 @@ from rclpy.node import Node
 
 from asyncrl_ros.arms import get_arm
 from asyncrl_ros.checkpoint import load_checkpoint, save_checkpoint
-from asyncrl_ros.nodes.common import (METRICS_QOS, TOPIC_TRANSITIONS, TOPIC_WEIGHTS,
+from asyncrl_ros.nodes.common import (run_node, METRICS_QOS, TOPIC_TRANSITIONS, TOPIC_WEIGHTS,
                                       TRANSITION_QOS, WEIGHTS_QOS, declare, declare_config,
-                                      msg_to_transition, spin_in_background)
+                                      msg_to_transition)
 from asyncrl_ros.remote import (ReplayOwner, batch_spec, make_agent, policy_tensors, shm_names,
                                 weights_to_bytes)
 from asyncrl_ros.shm_ring import BatchRing
@@ -255,20 +255,13 @@ class LearnerNode(Node):
         self.sink.close()
 
 
+def save_and_close(node: LearnerNode) -> None:
+    node.save()
+    node.close()
+
+
 def main(args=None):
-    rclpy.init(args=args)
-    node = LearnerNode()
-    executor, _ = spin_in_background(node)
-    try:
-        node.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.save()
-        node.close()
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(LearnerNode, args, on_exit=save_and_close, compute=True)
 
 
 if __name__ == '__main__':

@@ -17,8 +17,8 @@ from rclpy.node import Node
 
 from asyncrl_ros.arms import get_arm
 from asyncrl_ros.checkpoint import load_checkpoint, save_checkpoint
-from asyncrl_ros.nodes.common import (TOPIC_TRANSITIONS, TRANSITION_QOS, declare, declare_config,
-                                      msg_to_transition, spin_in_background)
+from asyncrl_ros.nodes.common import (run_node, TOPIC_TRANSITIONS, TRANSITION_QOS, declare, declare_config,
+                                      msg_to_transition)
 from asyncrl_ros.nodes.learner_node import REPLAY_CHECKPOINT, ring_spec
 from asyncrl_ros.remote import ReplayOwner, shm_names
 from asyncrl_ros.shm_ring import BatchRing
@@ -88,20 +88,13 @@ class ReplaySamplerNode(Node):
         self.ring.unlink()
 
 
+def save_and_close(node: ReplaySamplerNode) -> None:
+    node.save()
+    node.close()
+
+
 def main(args=None):
-    rclpy.init(args=args)
-    node = ReplaySamplerNode()
-    executor, _ = spin_in_background(node)
-    try:
-        node.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.save()
-        node.close()
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(ReplaySamplerNode, args, on_exit=save_and_close, compute=True)
 
 
 if __name__ == '__main__':

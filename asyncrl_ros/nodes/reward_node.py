@@ -7,15 +7,13 @@ pairs them by stamp. The mask is published as an image for rqt_image_view.
 """
 from __future__ import annotations
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from sensor_msgs.msg import JointState
 
 from asyncrl_ros.arms import get_arm
-from asyncrl_ros.nodes.common import (REWARD_QOS, SENSOR_QOS, TOPIC_IMAGE, TOPIC_JOINT_STATES,
+from asyncrl_ros.nodes.common import (run_node, REWARD_QOS, SENSOR_QOS, TOPIC_IMAGE, TOPIC_JOINT_STATES,
                                       TOPIC_REWARD, TOPIC_REWARD_MASK, declare, declare_config,
                                       image_to_numpy, numpy_to_image)
 from asyncrl_ros.reward import franka_reward, red_mask, ur5_reward
@@ -75,15 +73,7 @@ class RewardNode(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = RewardNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(RewardNode, args)
 
 
 if __name__ == '__main__':

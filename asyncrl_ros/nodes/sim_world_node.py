@@ -13,13 +13,12 @@ import time
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 
-from asyncrl_ros.nodes.common import (COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, TOPIC_IMAGE,
+from asyncrl_ros.nodes.common import (run_node, COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, TOPIC_IMAGE,
                                       TOPIC_JOINT_STATES, TOPIC_ROBOT_COMMAND, TOPIC_TARGET_POSE,
                                       Diagnostics,
                                       declare, declare_config, numpy_to_image, to_time_msg)
@@ -166,15 +165,7 @@ class SimWorldNode(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = SimWorldNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(SimWorldNode, args)
 
 
 if __name__ == '__main__':

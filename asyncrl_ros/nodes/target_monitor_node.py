@@ -9,15 +9,13 @@ in the fixed `world` frame (no /tf needed).
 from __future__ import annotations
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import Point, PoseStamped
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from std_msgs.msg import Bool
 from visualization_msgs.msg import Marker, MarkerArray
 
 from asyncrl_ros.arms import get_arm
-from asyncrl_ros.nodes.common import (LATCHED_QOS, TOPIC_HOMING, TOPIC_MARKERS,
+from asyncrl_ros.nodes.common import (run_node, LATCHED_QOS, TOPIC_HOMING, TOPIC_MARKERS,
                                       TOPIC_TARGET_POSE, declare, declare_config)
 from asyncrl_ros.targets import make_target
 
@@ -88,15 +86,7 @@ class TargetMonitorNode(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = TargetMonitorNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(TargetMonitorNode, args)
 
 
 if __name__ == '__main__':

@@ -1,18 +1,16 @@
 """Simulated Franka Panda for the visual reacher: joint-velocity control, wrist camera, red target.
 
-Core code (no ROS). One `PandaWorld` owns one MuJoCo model, its data and an offscreen
-renderer; it is not thread-safe, so one thread should drive it.
+Core code (no ROS); the shared machinery (time, joint state, camera) is `ArmWorld`'s.
 """
 from __future__ import annotations
-
-import math
 
 import mujoco
 import numpy as np
 
-from asyncrl_ros.sim.scene import (CAMERA_NAME, FLANGE_BODY, JOINT_NAMES, SCENE_GROUP,
-                                   TARGET_BODY, TARGET_HALF_SIZE, random_target_position, VELOCITY_LIMITS, WORKSPACE,
-                                   WORKSPACE_MAX, WORKSPACE_MIN, Workspace, build_spec)
+from asyncrl_ros.sim.scene import (FLANGE_BODY, JOINT_NAMES, VELOCITY_LIMITS, WORKSPACE,
+                                   WORKSPACE_MAX, WORKSPACE_MIN, Workspace, build_spec,
+                                   random_target_position)
+from asyncrl_ros.sim.world_base import ArmWorld
 
 __all__ = ['PandaWorld', 'HOME_QPOS', 'WORKSPACE', 'WORKSPACE_MIN', 'WORKSPACE_MAX',
            'Workspace', 'JOINT_NAMES']
@@ -23,146 +21,31 @@ HOME_QPOS = np.array([0.0, -0.1061, 0.0, -2.2775, 0.0, 2.1714, -0.7854])
 HOME_QPOS.flags.writeable = False
 
 
-class PandaWorld:
+class PandaWorld(ArmWorld):
     """A Panda on a table, driven by joint-velocity servo targets, seen from its wrist."""
 
     n_joints: int = 7
 
     def __init__(self, image_width: int = 160, image_height: int = 90,
                  physics_dt: float = 0.002, seed: int = 0):
-        if int(image_width) <= 0 or int(image_height) <= 0:
-            raise ValueError(f'image size must be positive, got {image_width}x{image_height}')
-        if not (math.isfinite(physics_dt) and 0 < physics_dt <= 0.01):
-            raise ValueError(f'physics_dt must be in (0, 0.01] s, got {physics_dt}')
-        self.image_width, self.image_height = int(image_width), int(image_height)
-        self.physics_dt = float(physics_dt)
-        self.rng = np.random.default_rng(seed)
+        super().__init__(image_width, image_height, physics_dt, seed, joint_names=JOINT_NAMES,
+                         flange_body=FLANGE_BODY, home_qpos=HOME_QPOS,
+                         velocity_limits=VELOCITY_LIMITS, workspace=WORKSPACE)
 
-        self.model = build_spec(self.image_width, self.image_height, self.physics_dt).compile()
-        self.data = mujoco.MjData(self.model)
-        self.joint_names = list(JOINT_NAMES)
-        self._qadr = np.array([self.model.joint(n).qposadr[0] for n in JOINT_NAMES])
-        self._dadr = np.array([self.model.joint(n).dofadr[0] for n in JOINT_NAMES])
-        self._act = np.array([self.model.actuator(f'{n}_velocity').id for n in JOINT_NAMES])
-        self._flange = self.model.body(FLANGE_BODY).id
-        self._mocap = self.model.body(TARGET_BODY).mocapid[0]
-        self.home_qpos = HOME_QPOS.copy()
-        ranges = np.array([self.model.joint(n).range for n in JOINT_NAMES])
-        self.joint_lower, self.joint_upper = ranges[:, 0].copy(), ranges[:, 1].copy()
-        self.velocity_limits = VELOCITY_LIMITS.copy()
-        self.workspace = WORKSPACE
-        self._steps = 0
+    def _build_spec(self) -> mujoco.MjSpec:
+        return build_spec(self.image_width, self.image_height, self.physics_dt)
 
-        self._renderer: mujoco.Renderer | None = mujoco.Renderer(
-            self.model, self.image_height, self.image_width)
-        # Shadows and reflections cost most of a frame on a software renderer.
-        flags = self._renderer.scene.flags
-        for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
-                     mujoco.mjtRndFlag.mjRND_SKYBOX, mujoco.mjtRndFlag.mjRND_FOG,
-                     mujoco.mjtRndFlag.mjRND_HAZE):
-            flags[flag] = False
-        # Only the table, floor and target: the arm's meshes never enter the wrist view.
-        self._scene_option = mujoco.MjvOption()
-        self._scene_option.geomgroup[:] = 0
-        self._scene_option.geomgroup[SCENE_GROUP] = 1
-        self._camera = self.model.camera(CAMERA_NAME).id
-
-        self.set_joint_positions(self.home_qpos)
-
-    # ---- control and time -------------------------------------------------------------
     def set_joint_velocity(self, qdot: np.ndarray) -> None:
         """Servo targets (rad/s), clipped to the Panda's velocity limits."""
         qdot = self._joint_vector(qdot, 'qdot')
         self.data.ctrl[self._act] = np.clip(qdot, -self.velocity_limits, self.velocity_limits)
 
-    def step(self, duration: float) -> None:
-        """Advance simulated time by `duration` s, a whole number of physics steps."""
-        n = self._n_steps(duration)
-        if n:
-            mujoco.mj_step(self.model, self.data, nstep=n)
-            self._steps += n
-
-    @property
-    def time(self) -> float:
-        """Simulated seconds since construction (counted in steps: no drift from summing dt)."""
-        return self._steps * self.physics_dt
-
-    # ---- state --------------------------------------------------------------------------
-    def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
-        """Joint positions (rad) and velocities (rad/s), copies."""
-        return self.data.qpos[self._qadr].copy(), self.data.qvel[self._dadr].copy()
-
-    def set_joint_positions(self, q: np.ndarray) -> None:
-        """Teleport the arm to `q` at rest, with zero velocity command."""
-        q = self._joint_vector(q, 'q')
-        if np.any(q < self.joint_lower) or np.any(q > self.joint_upper):
-            raise ValueError(f'q outside the joint limits: {np.round(q, 4).tolist()}')
-        self.data.qpos[self._qadr] = q
-        self.data.qvel[:] = 0.0
-        self.data.qacc_warmstart[:] = 0.0
-        self.data.ctrl[:] = 0.0
-        mujoco.mj_forward(self.model, self.data)
-
-    def ee_position(self) -> np.ndarray:
-        """Flange position in the world (= robot base) frame, m."""
-        return self.data.xpos[self._flange].copy()
-
     # ---- target -------------------------------------------------------------------------
     def set_target(self, xyz) -> None:
         """Move the target's centre to `xyz` (world, m)."""
-        xyz = np.asarray(xyz, dtype=float)
-        if xyz.shape != (3,) or not np.all(np.isfinite(xyz)):
-            raise ValueError(f'target position must be 3 finite numbers, got {xyz!r}')
-        self.data.mocap_pos[self._mocap] = xyz
-        # Positions of mocap bodies only reach the renderer through forward kinematics.
-        mujoco.mj_kinematics(self.model, self.data)
-
-    def target_position(self) -> np.ndarray:
-        return self.data.mocap_pos[self._mocap].copy()
+        self.data.mocap_pos[self._mocap] = self._target_vector(xyz)
+        self._update_poses()
 
     def random_target_position(self, rng: np.random.Generator | None = None) -> np.ndarray:
         """A target centre resting on the table, the whole bag inside the box footprint."""
         return random_target_position(self.rng if rng is None else rng)
-
-    # ---- camera -------------------------------------------------------------------------
-    def render(self) -> np.ndarray:
-        """RGB uint8 (H, W, 3) frame from the wrist camera."""
-        if self._renderer is None:
-            raise RuntimeError('PandaWorld is closed')
-        self._renderer.update_scene(self.data, camera=self._camera,
-                                    scene_option=self._scene_option)
-        return self._renderer.render()
-
-    def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
-
-    def __enter__(self) -> PandaWorld:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    # ---- helpers ------------------------------------------------------------------------
-    def _joint_vector(self, x, name: str) -> np.ndarray:
-        try:
-            x = np.asarray(x, dtype=float)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f'{name} must be {self.n_joints} numbers: {e}') from None
-        if x.shape != (self.n_joints,):
-            raise ValueError(f'{name} must have shape ({self.n_joints},), got {x.shape}')
-        if not np.all(np.isfinite(x)):
-            raise ValueError(f'{name} must be finite, got {x.tolist()}')
-        return x
-
-    def _n_steps(self, duration: float) -> int:
-        if not (isinstance(duration, (int, float, np.floating, np.integer))
-                and math.isfinite(duration) and duration >= 0):
-            raise ValueError(f'duration must be a finite number >= 0 s, got {duration!r}')
-        n = round(duration / self.physics_dt)
-        # Loose enough for float32 durations, tight enough to catch a stray fraction of a step.
-        if abs(n * self.physics_dt - duration) > 1e-3 * self.physics_dt:
-            raise ValueError(f'duration {duration} s is not a whole number of physics steps '
-                             f'of {self.physics_dt} s')
-        return n

@@ -4,22 +4,20 @@ monitor in front of it showing a red target.
 World frame = UR's base frame (the controller's `base`, i.e. the DH base of
 `asyncrl_ros.kinematics.ur5_fk`; ur_description's `base_link` turned by pi about z). The robot
 stands on the table top, the plane z = 0; the monitor stands along -y, facing the robot.
-The arm model is MuJoCo Menagerie's UR5e shipped inside the genesis-world wheel (found with
-`importlib.util.find_spec`, never imported), with its link offsets set to UR's published UR5e
-DH lengths (Menagerie rounds them to the millimetre), so `tool0` is exactly
-`ur5_fk(q, 'ur5e')` for the simulated and the real arm alike.
+The arm model is MuJoCo Menagerie's UR5e (see `asyncrl_ros.sim.common`), with its link
+offsets set to UR's published UR5e DH lengths (Menagerie rounds them to the millimetre), so
+`tool0` is exactly `ur5_fk(q, 'ur5e')` for the simulated and the real arm alike.
 """
 from __future__ import annotations
-
-import importlib.util
-import os
 
 import mujoco
 import numpy as np
 
 from asyncrl_ros.kinematics import UR_DH
 from asyncrl_ros.sim.monitor_target import MonitorTarget
-from asyncrl_ros.sim.scene import CAMERA_NAME, SCENE_GROUP, Workspace
+from asyncrl_ros.sim.common import (CAMERA_NAME, FLOOR_RGBA, SCENE_GROUP, TARGET_BODY,
+                                    TARGET_RGBA, Workspace, add_velocity_servos, configure_scene,
+                                    load_arm, menagerie_xml_path)
 
 __all__ = ['JOINT_NAMES', 'FLANGE_BODY', 'CAMERA_NAME', 'TARGET_BODY', 'TASK_VELOCITY_LIMIT',
            'UR5_WORKSPACE', 'UR5_WORKSPACE_MIN', 'UR5_WORKSPACE_MAX', 'default_monitor',
@@ -30,7 +28,6 @@ JOINT_NAMES = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wris
                'wrist_2_joint', 'wrist_3_joint']
 # The tool flange, named as in ur_description; the wrist camera sits on it.
 FLANGE_BODY = 'tool0'
-TARGET_BODY = 'target'
 
 # Thesis: five joints actuated, each within [-0.7, 0.7] rad/s; the last wrist joint is held.
 TASK_VELOCITY_LIMIT = 0.7
@@ -77,11 +74,9 @@ TABLE_HALF_SIZE = np.array([0.8, 0.8, 0.02])
 TABLE_CENTRE_Y = -0.45
 
 # Matte colours; every non-target colour stays far below the red mask's S >= 120.
-TARGET_RGBA = (0.75, 0.04, 0.03, 1.0)
 SCREEN_RGBA = (0.92, 0.92, 0.92, 1.0)
 BEZEL_RGBA = (0.06, 0.06, 0.07, 1.0)
 TABLE_RGBA = (0.55, 0.55, 0.57, 1.0)
-FLOOR_RGBA = (0.30, 0.30, 0.32, 1.0)
 WALL_RGBA = (0.45, 0.46, 0.48, 1.0)
 
 
@@ -92,30 +87,13 @@ def default_monitor() -> MonitorTarget:
 
 def ur5e_xml_path() -> str:
     """Menagerie's ur5e.xml inside the installed genesis-world package."""
-    spec = importlib.util.find_spec('genesis')
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError('genesis-world is not installed: it provides the UR5e model '
-                                '(pip install --no-deps genesis-world)')
-    path = os.path.join(spec.submodule_search_locations[0], 'assets', 'xml',
-                        'universal_robots_ur5e', 'ur5e.xml')
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'UR5e model not found at {path}')
-    return path
+    return menagerie_xml_path('universal_robots_ur5e', 'ur5e.xml', 'UR5e')
 
 
 def _load_arm() -> mujoco.MjSpec:
-    path = ur5e_xml_path()
-    arm = mujoco.MjSpec.from_file(path)
-    meshdir = os.path.join(os.path.dirname(path), arm.meshdir)
-    # Absolute mesh paths: the spec compiles the same from any working folder.
-    for mesh in arm.meshes:
-        mesh.file = os.path.join(meshdir, mesh.file)
-    for element in [*arm.actuators, *arm.keys, *arm.lights]:
-        arm.delete(element)
+    arm = load_arm(ur5e_xml_path())
     if arm.body('ee_virtual_link') is not None:  # genesis' addition; tool0 replaces it
         arm.delete(arm.body('ee_virtual_link'))
-    for body in arm.bodies:
-        body.gravcomp = 1.0
     for joint in arm.joints:
         joint.name = f'{joint.name}_joint'
 
@@ -150,25 +128,11 @@ def build_spec(image_width: int, image_height: int, physics_dt: float,
     # The scene grows around the arm's own spec: no attach, so the UR driver's joint names need
     # no prefix.
     spec = _load_arm()
-    spec.modelname = 'ur5e_visual_reacher'
-    spec.compiler.degree = False
-    spec.option.timestep = physics_dt
-    spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
-    # Offscreen buffer sized to the frame, no multisampling: llvmpipe pays for every sample.
-    spec.visual.global_.offwidth = image_width
-    spec.visual.global_.offheight = image_height
-    spec.visual.quality.offsamples = 0
-    spec.visual.quality.shadowsize = 0
-    # Dim, even light: a bright headlight washes red towards pink (low saturation).
-    spec.visual.headlight.ambient = [0.25, 0.25, 0.25]
-    spec.visual.headlight.diffuse = [0.35, 0.35, 0.35]
-    spec.visual.headlight.specular = [0.0, 0.0, 0.0]
+    configure_scene(spec, 'ur5e_visual_reacher', image_width, image_height, physics_dt,
+                    light_pos=[0.0, -0.5, 2.0])
     spec.add_material(name='matte', specular=0.0, shininess=0.0, reflectance=0.0)
 
     world = spec.worldbody
-    world.add_light(name='top', pos=[0.0, -0.5, 2.0], dir=[0, 0, -1],
-                    type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL, castshadow=False,
-                    diffuse=[0.35, 0.35, 0.35], specular=[0.0, 0.0, 0.0])
 
     def box(name, size, pos, rgba, body=world, **kw):
         body.add_geom(name=name, type=mujoco.mjtGeom.mjGEOM_BOX, size=size, pos=pos, rgba=rgba,
@@ -210,14 +174,6 @@ def build_spec(image_width: int, image_height: int, physics_dt: float,
     spec.body(FLANGE_BODY).add_camera(name=CAMERA_NAME, pos=[0, 0, 0], quat=[0, 1, 0, 0],
                                       fovy=CAMERA_FOVY)
 
-    for name, kv in zip(JOINT_NAMES, SERVO_KV):
-        # torque = (kv + b) * u - kv * qdot: the feed-forward b * u cancels any viscous joint
-        # damping b, so the steady state is qdot = u exactly.
-        b = spec.joint(name).damping[0]
-        spec.add_actuator(name=f'{name}_velocity', target=name, trntype=mujoco.mjtTrn.mjTRN_JOINT,
-                          gaintype=mujoco.mjtGain.mjGAIN_FIXED,
-                          biastype=mujoco.mjtBias.mjBIAS_AFFINE,
-                          gainprm=[kv + b] + [0] * 9, biasprm=[0, 0, -kv] + [0] * 7,
-                          ctrllimited=True,
-                          ctrlrange=[-TASK_VELOCITY_LIMIT, TASK_VELOCITY_LIMIT])
+    add_velocity_servos(spec, JOINT_NAMES, SERVO_KV,
+                        np.full(len(JOINT_NAMES), TASK_VELOCITY_LIMIT))
     return spec

@@ -1,0 +1,78 @@
+"""A run folder and the nodes of a run: shared by the standalone bringup and the launch files.
+
+No ROS imports: it decides names, parameters and files, the callers start processes.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from asyncrl_ros.config import ConfigError, ExperimentConfig, load_config
+from asyncrl_ros.profiles import Profile, get_profile, resolve
+
+# The node whose exit ends the run.
+MAIN_NODE = 'policy'
+# Nodes that keep state in the run folder (they get run_dir and resume).
+STATEFUL_NODES = ('policy', 'learner', 'replay_sampler')
+# Their death is reported but does not stop the run: the policy keeps acting on its last
+# weights and the arm stays under the arm_driver's watch.
+LEARNING_NODES = ('learner', 'replay_sampler')
+# Time a stateful node may take to save when stopped (a replay can be GBs).
+SAVE_TIMEOUT_S = 600.0
+
+
+def prepare_run(profile: str | None, setting: str | None = None, config_file: str | None = None,
+                overrides: Sequence[dict] = (), run_dir: str | None = None,
+                resume: str | None = None) -> tuple[Profile, ExperimentConfig, Path]:
+    """Resolve and validate a new run (or the one to resume); writes nothing."""
+    if resume:
+        run = Path(resume).resolve()
+        meta_path = run / 'run.yaml'
+        if not meta_path.is_file():
+            raise ConfigError(f'cannot resume {run}: no run.yaml there')
+        if setting or config_file:
+            raise ConfigError('a resumed run keeps its own config.yaml; drop setting/config')
+        started_as = (yaml.safe_load(meta_path.read_text()) or {}).get('profile')
+        if profile and started_as != profile:
+            raise ConfigError(f"cannot resume {run} as '{profile}': it is a '{started_as}' run")
+        return get_profile(started_as), load_config(run / 'config.yaml', *overrides), run
+    if not profile:
+        raise ConfigError('no profile given (use --list to see them)')
+    prof, cfg = resolve(profile, setting, config_file, list(overrides))
+    stamp = datetime.now().strftime('%Y%m%d-%H%M%S')
+    run = Path(run_dir or Path(cfg.run.runs_dir) / f'{stamp}-{prof.name}').resolve()
+    if (run / 'checkpoint.pt').exists():
+        raise ConfigError(f'{run} already holds a run; resume it instead')
+    return prof, cfg, run
+
+
+def write_run(run_dir: Path, profile: Profile, cfg: ExperimentConfig, resume: bool) -> Path:
+    """Write config.yaml (and run.yaml for a new run); returns the config file's path."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / 'logs').mkdir(exist_ok=True)
+    config_file = run_dir / 'config.yaml'
+    config_file.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if not resume:
+        (run_dir / 'run.yaml').write_text(yaml.safe_dump(
+            {'profile': profile.name, 'nodes': list(profile.nodes),
+             'started': datetime.now().isoformat(timespec='seconds')}))
+    return config_file
+
+
+def run_nodes(profile: Profile, cfg: ExperimentConfig, record: bool = False) -> list[str]:
+    return list(profile.nodes) + (['recorder'] if record or cfg.run.record else [])
+
+
+def node_parameters(node: str, config_file: Path, run_dir: Path, resume: bool,
+                    sim_time: bool) -> dict:
+    """The ROS parameters one node of a run gets."""
+    # In simulation every node runs on the world's /clock; the world itself is the clock.
+    params = {'config_file': str(config_file), 'use_sim_time': sim_time and node != 'sim_world'}
+    if node in STATEFUL_NODES:
+        params.update(run_dir=str(run_dir), resume=bool(resume))
+    if node == 'recorder':
+        params['bag_path'] = str(run_dir / 'bag')
+    return params
