@@ -179,7 +179,8 @@ def run_node(node_class, args=None, on_exit=None, compute: bool = False) -> None
 
     A bad parameter or config ends the process with one line and exit code 2. With
     `compute`, ROS callbacks run in a background thread and the main thread runs the
-    node's `run()` loop (learner, replay_sampler); `on_exit(node)` always runs last.
+    node's `run()` loop (learner, replay_sampler), and the node's `save()` and `close()`
+    run on the way out, however it ends; `on_exit(node)` always runs last.
     """
     import sys
 
@@ -203,6 +204,9 @@ def run_node(node_class, args=None, on_exit=None, compute: bool = False) -> None
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        if compute:
+            node.save()
+            node.close()
         if on_exit is not None:
             on_exit(node)
         if executor is not None:

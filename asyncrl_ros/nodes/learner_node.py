@@ -255,13 +255,8 @@ class LearnerNode(Node):
         self.sink.close()
 
 
-def save_and_close(node: LearnerNode) -> None:
-    node.save()
-    node.close()
-
-
 def main(args=None):
-    run_node(LearnerNode, args, on_exit=save_and_close, compute=True)
+    run_node(LearnerNode, args, compute=True)
 
 
 if __name__ == '__main__':

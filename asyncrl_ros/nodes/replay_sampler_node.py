@@ -88,13 +88,8 @@ class ReplaySamplerNode(Node):
         self.ring.unlink()
 
 
-def save_and_close(node: ReplaySamplerNode) -> None:
-    node.save()
-    node.close()
-
-
 def main(args=None):
-    run_node(ReplaySamplerNode, args, on_exit=save_and_close, compute=True)
+    run_node(ReplaySamplerNode, args, compute=True)
 
 
 if __name__ == '__main__':
