@@ -15,7 +15,8 @@ import numpy as np
 EPISODE_FIELDS = ('episode', 'return', 'steps', 'total_steps', 'sim_time_s', 'wall_time_s',
                   'updates', 'updates_per_step', 'cycle_mean_ms', 'cycle_p99_ms', 'random_steps',
                   'weights_version', 'weights_age_steps_mean', 'weights_age_ms_mean',
-                  'weights_swap_ms_max', 'transitions_sent', 'transitions_stored')
+                  'weights_swap_ms_max', 'transitions_sent', 'transitions_stored',
+                  'batches_waited')
 STEP_FIELDS = ('step', 'episode', 'cycle_ms', 'wall_cycle_ms', 'action_ms', 'sampling_ms', 'update_ms',
                'environment_ms', 'reward', 'updates', 'weights_version', 'weights_age_steps',
                'weights_age_ms', 'swap_ms')

@@ -127,3 +127,23 @@ def test_end_to_end_sync_run_then_resume_and_ctrl_c(tmp_path):
     assert state['extra']['total_steps'] >= 80
     assert state['extra']['learner']['updates'] >= int(episodes[3]['updates'])
     assert 'resumed at episode 3' in ''.join(lines)
+
+
+def test_ur5_tracker_sync_run_acts_on_five_joints(tmp_path):
+    run_dir = tmp_path / 'run'
+    args = ['ur5_sim_sync', '--episodes', '2', '--run-dir', str(run_dir),
+            '--set', 'task.name=tracker', '--set', 'task.episode_s=1.6', '--set', 'task.reset_s=1.0',
+            '--set', 'sim.real_time_factor=0.25', '--set', 'run.init_random_steps=10',
+            '--set', 'sac.batch_size=8', '--set', 'sac.hidden_dim=128', '--set', 'sac.torch_threads=1']
+    result = run_bringup(args, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:]
+    episodes = read_csv(run_dir / 'episodes.csv')
+    assert [int(e['steps']) for e in episodes] == [20, 20]     # 1.6 s at the thesis' 80 ms
+    assert int(episodes[-1]['updates']) > 0
+    from asyncrl_ros.checkpoint import load_checkpoint
+    replay = load_checkpoint(run_dir / 'checkpoint.pt')['replay']
+    # Thesis observation: 5 joint angles, 5 velocities, 5 previous actions; 5 actions.
+    assert replay['proprio'].shape[1] == 15 and replay['action'].shape[1] == 5
+    # The thesis reward: 800 * mean(mask * W) - posture penalty, so a step earns at most 800.
+    rewards = [float(s['reward']) for s in read_csv(run_dir / 'steps.csv')]
+    assert all(-20 < r < 800 for r in rewards) and any(r != 0 for r in rewards)

@@ -33,8 +33,9 @@ from asyncrl_ros.safety import SafetyFilter, Watchdog
 # ur_robot_driver's topics (see its documentation).
 UR_SPEED_SCALING = '/speed_scaling_state_broadcaster/speed_scaling'
 UR_PROGRAM_RUNNING = '/io_and_status_controller/robot_program_running'
-# franka_ros2's error recovery action (franka_msgs >= 1.0).
+# franka_ros2's error recovery action (franka_msgs >= 1.0) and robot state.
 FRANKA_ERROR_RECOVERY = '/action_server/error_recovery'
+FRANKA_ROBOT_STATE = '/franka_robot_state_broadcaster/robot_state'
 
 
 class ArmDriverNode(Node):
@@ -66,6 +67,7 @@ class ArmDriverNode(Node):
         self.out_pub = self.create_publisher(Float64MultiArray, topic, COMMAND_QOS)
         self.speed_scaling = 1.0
         self.program_running = True
+        self.robot_mode = None   # Franka: from its robot state broadcaster, where available
         if cfg.arm.startswith('ur'):
             self.create_subscription(Float64, UR_SPEED_SCALING, self.on_speed_scaling, LATCHED_QOS)
             self.create_subscription(Bool, UR_PROGRAM_RUNNING, self.on_program_running,
@@ -73,6 +75,7 @@ class ArmDriverNode(Node):
         if cfg.arm == 'franka' and cfg.world == 'real':
             self.create_service(Trigger, '~/recover', self.on_recover)
             self.recovery_client = self.make_recovery_client()
+            self.subscribe_franka_state()
         self.homing_pub = self.create_publisher(Bool, TOPIC_HOMING, LATCHED_QOS)
         self.create_subscription(Float64MultiArray, TOPIC_POLICY_COMMAND, self.on_command,
                                  COMMAND_QOS)
@@ -114,6 +117,16 @@ class ArmDriverNode(Node):
         if not msg.data and self.program_running:
             self.get_logger().warning('UR program not running: sending zero until it is')
         self.program_running = msg.data
+
+    def subscribe_franka_state(self):
+        try:
+            from franka_msgs.msg import FrankaRobotState
+        except ImportError:
+            self.get_logger().warning(f'franka_msgs is not installed: not watching {FRANKA_ROBOT_STATE} '
+                                      '(reflex and error states show only on Franka Desk)')
+            return
+        self.create_subscription(FrankaRobotState, FRANKA_ROBOT_STATE,
+                                 lambda m: setattr(self, 'robot_mode', int(m.robot_mode)), SENSOR_QOS)
 
     def make_recovery_client(self):
         try:
@@ -188,6 +201,12 @@ class ArmDriverNode(Node):
             checks.append(('policy', 'WARN', 'watchdog fired: policy silent, output zero', {}))
         else:
             checks.append(('policy', 'OK', 'commands arriving', {}))
+        if self.robot_mode is not None:
+            # franka_msgs/FrankaRobotState: 4 = reflex, 5 = user stopped (needs recovery).
+            stopped = self.robot_mode in (4, 5)
+            checks.append(('franka robot mode', 'ERROR' if stopped else 'OK',
+                           'stopped: call /arm_driver/recover' if stopped else 'ready',
+                           {'robot_mode': self.robot_mode}))
         events = dict(self.events)
         level = 'WARN' if events.get('nan') or events.get('wrong_length') else 'OK'
         checks.append(('safety filter', level, 'events since start', events))

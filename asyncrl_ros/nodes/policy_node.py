@@ -128,6 +128,7 @@ class PolicyNode(Node):
         self.home_client = self.create_client(Trigger, SERVICE_HOME)
         self.diagnostics = Diagnostics(self)
         self.updates_seen = (0, time.monotonic())
+        self.batches_waited = 0   # reported by a learner in another process
         self.create_timer(self.cycle, self.tick)
         self.get_logger().info(
             f'{cfg.mode} policy: cycle {cfg.task.action_cycle_ms:g} ms, {self.steps_per_episode} '
@@ -162,6 +163,7 @@ class PolicyNode(Node):
 
     def on_learner_status(self, msg: LearnerStatus):
         self.learner.on_learner_status(msg.updates, msg.transitions_stored, msg.transitions_missing)
+        self.batches_waited = msg.batches_waited
 
     # ---- the action cycle ----
     def observation(self):
@@ -320,7 +322,8 @@ class PolicyNode(Node):
                'cycle_mean_ms': cycles['mean'], 'cycle_p99_ms': cycles['p99'],
                'random_steps': self.ep_random, 'weights_version': self.learner.weights_version,
                'transitions_sent': self.learner.sent,
-               'transitions_stored': getattr(self.learner, 'stored', self.learner.sent)}
+               'transitions_stored': getattr(self.learner, 'stored', self.learner.sent),
+               'batches_waited': self.batches_waited}
         ages = np.array(self.ep_ages) if self.ep_ages else np.zeros((1, 3))
         row.update(weights_age_steps_mean=ages[:, 0].mean(), weights_age_ms_mean=ages[:, 1].mean(),
                    weights_swap_ms_max=ages[:, 2].max())
@@ -330,7 +333,8 @@ class PolicyNode(Node):
         print(f"[episode {self.episode:4d}] return {self.ep_return:8.3f}  steps {self.t:3d}  "
               f"total {self.total_steps:6d}  updates {self.learner.updates:6d} "
               f"({row['updates_per_step']:.2f}/step, weights age {row['weights_age_steps_mean']:.0f} "
-              f"steps)  cycle {cycles['mean']:6.1f}/{cycles['p99']:6.1f} ms (mean/p99, sim)  "
+              f"steps, learner waited {self.batches_waited}x)  "
+              f"cycle {cycles['mean']:6.1f}/{cycles['p99']:6.1f} ms (mean/p99, sim)  "
               f"train {self.training_time_s / 60:5.1f}/{self.cfg.run.training_minutes:g} min  "
               f"wall {self.log.wall_time() / 60:6.1f} min", flush=True)
         finished = (self.training_time_s >= self.cfg.run.training_minutes * 60 or
