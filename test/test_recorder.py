@@ -200,3 +200,49 @@ def test_sigterm_closes_cleanly_and_warns_of_unrecordable_publishers(tmp_path, s
     assert summary['not_recorded'] == {'/nobody/publishes_this': 'no publisher seen'}
     assert summary['incompatible_qos_events'] == {'/recorder_test/qos': 1}
     assert 'closed' in rec.output() and 'incompatible' in rec.output()
+
+
+def test_recording_pauses_and_resumes_through_the_parameter_service(tmp_path, start_node, ros_node):
+    """record on/off at runtime: `ros2 param set /recorder recording false` (here via the
+    real SetParameters service) stops writing; skipped messages are counted, not lost."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+    from std_msgs.msg import Float64MultiArray as Cmd
+    from asyncrl_ros.nodes.common import COMMAND_QOS, TOPIC_POLICY_COMMAND
+    cfg = write_config(tmp_path)
+    bag = tmp_path / 'bag'
+    rec = start_node('recorder', cfg, {'bag_path': str(bag)})
+    pub = ros_node.create_publisher(Cmd, TOPIC_POLICY_COMMAND, COMMAND_QOS)
+    ros_node.spin_until(lambda: pub.get_subscription_count() > 0, 30, 'the recorder to subscribe')
+    client = ros_node.create_client(SetParameters, '/recorder/set_parameters')
+    ros_node.spin_until(client.service_is_ready, 30, 'the parameter service')
+
+    def set_recording(on: bool):
+        value = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=on)
+        future = client.call_async(SetParameters.Request(
+            parameters=[Parameter(name='recording', value=value)]))
+        ros_node.spin_until(future.done, 10, 'set_parameters')
+        assert future.result().results[0].successful
+
+    def send(n):
+        for i in range(n):
+            pub.publish(Cmd(data=[float(i)]))
+            ros_node.spin_for(0.02)
+
+    send(10)
+    # A wrong type is refused by the parameter service (validation); recording stays on.
+    bad = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value='maybe')
+    future = client.call_async(SetParameters.Request(parameters=[Parameter(name='recording',
+                                                                           value=bad)]))
+    ros_node.spin_until(future.done, 10, 'set_parameters')
+    assert not future.result().results[0].successful
+    set_recording(False)
+    send(7)
+    set_recording(True)
+    send(5)
+    ros_node.spin_for(0.5)
+    rec.stop()
+    summary = json.loads((bag / 'recorder_summary.json').read_text())
+    assert summary['skipped_while_paused'] == 7
+    written = summary['topics'][TOPIC_POLICY_COMMAND]['written']
+    assert written == 15

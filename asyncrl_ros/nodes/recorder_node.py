@@ -66,6 +66,11 @@ class RecorderNode(Node):
         topics = declare(self, 'topics', DEFAULT_TOPICS, 'Topics to record')
         chunk_bytes = declare(self, 'chunk_bytes', CHUNK_BYTES,
                               'MCAP chunk size: at most this much is lost to a SIGKILL')
+        declare(self, 'recording', True,
+                'Write what arrives (false: pause; skipped messages are counted, not lost)',
+                read_only=False)
+        self.skipped = 0
+        self.add_post_set_parameters_callback(self.on_parameters)
         if not bag_path:
             raise BagError('parameter bag_path is required (the bag folder to create)')
         self.wanted = [self.resolve_topic_name(t) for t in topics]
@@ -131,10 +136,19 @@ class RecorderNode(Node):
         self.subscribed.add(topic)
         self.get_logger().info(f'recording {topic} ({msgtype}, {self.bag.stats[topic].qos})')
 
+    def on_parameters(self, params) -> None:
+        for param in params:
+            if param.name == 'recording':
+                self.get_logger().info('recording resumed' if param.value else
+                                       'recording paused (ros2 param set /recorder recording true)')
+
     def on_message(self, topic: str, data: bytes, info) -> None:
         # Bag time = receive time on the node clock: sim time under use_sim_time (what the
         # rest of the graph runs on), else system time. The bag keeps it non-decreasing.
-        self.bag.write(topic, self.get_clock().now().nanoseconds, data)
+        if self.get_parameter('recording').value:
+            self.bag.write(topic, self.get_clock().now().nanoseconds, data)
+        else:
+            self.skipped += 1
         seq, gid = info.get('publication_sequence_number'), info.get('publisher_gid')
         if seq is not None and seq not in SEQ_UNSUPPORTED and gid is not None:
             key = (topic, bytes(gid['data']) if isinstance(gid, dict) else str(gid))
@@ -165,6 +179,9 @@ class RecorderNode(Node):
             f"recording {len(self.subscribed)}/{len(self.wanted)} topics, {s['written']} messages")
         counts = ('received', 'written', 'failed', 'lost')
         status.values = [KeyValue(key=k, value=str(s[k])) for k in counts]
+        status.values.append(KeyValue(key='skipped while paused', value=str(self.skipped)))
+        if not self.get_parameter('recording').value:
+            status.message = 'paused; ' + status.message
         for topic, st in s['topics'].items():
             status.values.append(KeyValue(key=f'{topic} {"/".join(counts)}',
                                           value='/'.join(str(st[k]) for k in counts)))
@@ -178,7 +195,8 @@ class RecorderNode(Node):
                                else 'system time (receive)',
                                'not_recorded': {t: self.unrecordable.get(t, 'no publisher seen')
                                                 for t in missing},
-                               'incompatible_qos_events': self.incompatible})
+                               'incompatible_qos_events': self.incompatible,
+                               'skipped_while_paused': self.skipped})
 
 
 def main(args=None):
