@@ -118,9 +118,15 @@ def percentiles(values: np.ndarray) -> dict:
             'max': float(values.max())}
 
 
+def read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
 def analyse(run_dir: Path) -> dict:
-    with (run_dir / 'steps.csv').open() as f:
-        rows = list(csv.DictReader(f))
+    rows = read_rows(run_dir / 'steps.csv')
     summary = json.loads((run_dir / 'summary.json').read_text())
     learning_from = next((int(r['step']) for r in rows
                           if int(r['step']) > INIT_RANDOM_STEPS and int(r['updates']) > 0), None)
@@ -156,13 +162,15 @@ def main() -> None:
     ap.add_argument('--modes', nargs='+', default=list(PROFILES), choices=list(PROFILES))
     ap.add_argument('--domain-id', type=int,
                     help='ROS domain for every mode (default: a free one per mode, 1..100)')
-    ap.add_argument('--timeout', type=float, default=1800.0, help='seconds per mode')
+    ap.add_argument('--timeout', type=float, default=1800.0,
+                    help='seconds for the sync run; an async run gets 180 + 40 per episode')
+    ap.add_argument('--retries', type=int, default=1, help='runs again after a failed run')
     ap.add_argument('--out-dir', help='where the run folders go (default: a temporary folder)')
     ap.add_argument('--keep', action='store_true', help='keep the run folders')
     args = ap.parse_args()
     batch = args.batch or (32 if args.quick else 128)
-    if args.episodes < 1 or batch < 1 or args.hidden < 1:
-        raise SystemExit('--episodes, --batch and --hidden must be >= 1')
+    if args.episodes < 1 or batch < 1 or args.hidden < 1 or args.retries < 0:
+        raise SystemExit('--episodes, --batch and --hidden must be >= 1, --retries >= 0')
     if args.domain_id is not None and not 0 <= args.domain_id <= 232:
         raise SystemExit(f'--domain-id must be in 0..232, got {args.domain_id}')
     out = Path(args.out_dir or tempfile.mkdtemp(prefix='bench_cycle_')).resolve()
@@ -173,22 +181,30 @@ def main() -> None:
     results: dict = {}
     for i, mode in enumerate(args.modes):
         run_dir = out / mode
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        load0 = os.getloadavg()[0]
-        domain = args.domain_id if args.domain_id is not None else free_domain(
-            1 + (os.getpid() + i) % 100)
-        code, seconds = run_mode(mode, run_dir, args.episodes, batch, args.hidden, domain,
-                                 args.timeout)
-        if code != 0 or not (run_dir / 'summary.json').is_file():
-            results[mode] = {'error': f'bringup exited with {code}; see {out / (mode + ".log")}',
-                             'wall_s': seconds}
-            print(f'  {mode}: FAILED ({results[mode]["error"]})', flush=True)
-            continue
-        results[mode] = {**analyse(run_dir), 'wall_s': seconds, 'ros_domain': domain,
-                         'loadavg_1min': [load0, os.getloadavg()[0]]}
-        print(f'  {mode}: {seconds:.0f} s, load average {load0:.2f} -> {os.getloadavg()[0]:.2f}',
-              flush=True)
+        # An async episode takes ~5-10 s of wall time: more means the run is stuck.
+        timeout = args.timeout if mode == 'sync' else min(args.timeout, 180 + 40 * args.episodes)
+        failures: list[str] = []
+        for attempt in range(1 + args.retries):
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            load0 = os.getloadavg()[0]
+            domain = args.domain_id if args.domain_id is not None else free_domain(
+                1 + (os.getpid() + 3 * i + attempt) % 100)
+            code, seconds = run_mode(mode, run_dir, args.episodes, batch, args.hidden, domain,
+                                     timeout)
+            if code == 0 and (run_dir / 'summary.json').is_file():
+                results[mode] = {**analyse(run_dir), 'wall_s': seconds, 'ros_domain': domain,
+                                 'failed_attempts': failures,
+                                 'loadavg_1min': [load0, os.getloadavg()[0]]}
+                print(f'  {mode}: {seconds:.0f} s, load average {load0:.2f} -> '
+                      f'{os.getloadavg()[0]:.2f}', flush=True)
+                break
+            what = f'timed out after {timeout:.0f} s' if code == -1 else f'exited with {code}'
+            episodes = len(read_rows(run_dir / 'episodes.csv'))
+            failures.append(f'bringup {what} after {episodes} episode(s) (ROS domain {domain})')
+            results[mode] = {'error': f'{failures[-1]}; see {out / (mode + ".log")}',
+                             'failed_attempts': failures, 'wall_s': seconds}
+            print(f'  {mode}: FAILED ({failures[-1]})', flush=True)
 
     ok = {m: r for m, r in results.items() if 'error' not in r}
     sync_p99 = ok['sync']['wall_dev_ms']['p99'] if 'sync' in ok else math.nan
@@ -220,11 +236,13 @@ def main() -> None:
         print(f"  {mode}: learning from step {r['learning_from_step']} of {r['steps']}, "
               f"{r['updates']} updates, {r['transitions_missing']} transitions missing, "
               f"{r['wall_s']:.0f} s wall{extra}")
-    print(json.dumps(finite({'bench': 'cycle_timing', 'cpus': os.cpu_count(), 'cycle_ms': CYCLE_MS,
-                      'goal_p99_ms': GOAL_P99_MS, 'batch': batch, 'hidden': args.hidden,
-                      'image': [160, 90], 'episodes': args.episodes, 'quick': args.quick,
-                      'init_random_steps': INIT_RANDOM_STEPS, 'async_cap': ASYNC_CAP,
-                      'modes': results})))
+        if r['failed_attempts']:
+            print(f"  {mode}: failed before: {'; '.join(r['failed_attempts'])}")
+    print(json.dumps(finite({
+        'bench': 'cycle_timing', 'cpus': os.cpu_count(), 'cycle_ms': CYCLE_MS,
+        'goal_p99_ms': GOAL_P99_MS, 'batch': batch, 'hidden': args.hidden, 'image': [160, 90],
+        'episodes': args.episodes, 'quick': args.quick, 'init_random_steps': INIT_RANDOM_STEPS,
+        'async_cap': ASYNC_CAP, 'modes': results})))
     if not args.keep and not args.out_dir:
         shutil.rmtree(out, ignore_errors=True)
 

@@ -12,7 +12,9 @@ import yaml
 
 # Before anything imports rclpy: stay on loopback, and never hear another test run.
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
+# A domain of our own even when the shell has one (a user's running graph must not
+# leak into the tests, nor the tests into it); ASYNCRL_TEST_DOMAIN_ID picks one by hand.
+os.environ['ROS_DOMAIN_ID'] = os.environ.get('ASYNCRL_TEST_DOMAIN_ID') or str(1 + os.getpid() % 100)
 os.environ.setdefault('MUJOCO_GL', 'egl')
 
 ROOT = Path(__file__).resolve().parents[1]
