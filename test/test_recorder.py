@@ -183,6 +183,9 @@ def test_sigterm_closes_cleanly_and_warns_of_unrecordable_publishers(tmp_path, s
     reliable = ros_node.create_publisher(String, '/recorder_test/qos', 10)
     ros_node.spin_until(lambda: '/recorder_test/qos' in recorder_status(diagnostics), 10,
                         'the recorder subscribing /recorder_test/qos')
+    # Discovery is two-sided: publish only once our writer has matched the recorder's reader.
+    ros_node.spin_until(lambda: reliable.get_subscription_count() > 0, 10,
+                        'our publisher matching the recorder')
     reliable.publish(String(data='recorded'))
     # The recorder subscribed reliable; a best-effort publisher cannot reach it: it says so.
     ros_node.create_publisher(String, '/recorder_test/qos', SENSOR_QOS, event_callbacks=
