@@ -212,3 +212,41 @@ def test_diagnostics_report_silent_driver_then_silent_policy(tmp_path, start_nod
     assert 'watchdog' in seen['arm_driver: policy'].message
     side.drive(np.zeros(ARM.n_joints), 2.5)
     assert seen['arm_driver: policy'].level == DiagnosticStatus.OK
+
+
+def test_homing_status_counts_each_homing_even_when_start_and_end_merge(tmp_path, start_node,
+                                                                         ros_node):
+    """Policy and target monitor end a reset on `finished`, not on seeing both edges of
+    `active`: a homing from the home pose starts and ends within one driver tick."""
+    from std_srvs.srv import Trigger
+    from asyncrl_ros.nodes.common import LATCHED_QOS, SERVICE_HOME, TOPIC_HOMING
+    from asyncrl_ros_interfaces.msg import HomingStatus
+    cfg = write_config(tmp_path, {'task': {'action_cycle_ms': CYCLE_MS, 'reset_s': 0.3}})
+    proc = start_node('arm_driver', cfg)
+    side = FakeRobotSide(ros_node, ARM.home_qpos)
+    statuses: list[HomingStatus] = []
+    ros_node.create_subscription(HomingStatus, TOPIC_HOMING, statuses.append, LATCHED_QOS)
+    home = ros_node.create_client(Trigger, SERVICE_HOME)
+    ros_node.spin_until(lambda: home.service_is_ready() and statuses and len(side.outputs) > 5,
+                        30, 'arm_driver to come up')
+    assert (statuses[-1].active, statuses[-1].started, statuses[-1].finished) == (False, 0, 0)
+
+    def request():
+        future = home.call_async(Trigger.Request())
+        ros_node.spin_until(future.done, 10, 'the home service to answer')
+        assert future.result().success
+
+    request()   # already at home: over at the next tick
+    ros_node.spin_until(lambda: statuses[-1].finished == 1, 5, 'homing #1 to finish')
+    assert statuses[-1].started == 1 and not statuses[-1].active
+
+    side.q = ARM.home_qpos + 0.3   # the fake arm never moves: homing runs to its 3 x reset_s limit
+    request()
+    ros_node.spin_until(lambda: statuses[-1].active, 5, 'homing #2 to start')
+    request()   # a second request restarts the same move, it is not a third homing
+    ros_node.spin_until(lambda: statuses[-1].finished == 2, 10, 'homing #2 to time out')
+    assert (statuses[-1].active, statuses[-1].started) == (False, 2)
+    # Homing moves the arm with the safety filter in charge: never beyond the clamp.
+    assert all(np.all(np.abs(v) <= ARM.velocity_limits + 1e-9) for _, v in side.outputs)
+    proc.stop()
+    assert 'homing timed out' in proc.output()

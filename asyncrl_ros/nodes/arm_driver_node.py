@@ -20,8 +20,10 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64, Float64MultiArray
 from std_srvs.srv import Trigger
 
-from asyncrl_ros.arms import get_arm
 from visualization_msgs.msg import Marker, MarkerArray
+
+from asyncrl_ros.arms import get_arm
+from asyncrl_ros_interfaces.msg import HomingStatus
 
 from asyncrl_ros.nodes.common import (run_node, COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, SERVICE_HOME,
                                       Diagnostics,
@@ -61,6 +63,7 @@ class ArmDriverNode(Node):
         self.last_output = np.zeros(self.arm.n_joints)
         self.homing_since: float | None = None
         self.home_start_q: np.ndarray | None = None
+        self.homings_started = self.homings_finished = 0
         self.events: dict[str, int] = {}
 
         topic = f'/{controller}/commands' if controller else TOPIC_ROBOT_COMMAND
@@ -76,7 +79,7 @@ class ArmDriverNode(Node):
             self.create_service(Trigger, '~/recover', self.on_recover)
             self.recovery_client = self.make_recovery_client()
             self.subscribe_franka_state()
-        self.homing_pub = self.create_publisher(Bool, TOPIC_HOMING, LATCHED_QOS)
+        self.homing_pub = self.create_publisher(HomingStatus, TOPIC_HOMING, LATCHED_QOS)
         self.create_subscription(Float64MultiArray, TOPIC_POLICY_COMMAND, self.on_command,
                                  COMMAND_QOS)
         self.create_subscription(JointState, TOPIC_JOINT_STATES, self.on_joint_state, SENSOR_QOS)
@@ -86,7 +89,7 @@ class ArmDriverNode(Node):
         self.marker_pub = self.create_publisher(MarkerArray, TOPIC_EE_MARKERS, 10)
         self.create_timer(1.0, self.report)
         self.create_timer(0.1, self.publish_ee_marker)
-        self.homing_pub.publish(Bool(data=False))
+        self.publish_homing()
         self.get_logger().info(
             f'{self.arm.name}: watchdog {watchdog_s * 1e3:.0f} ms, ramp '
             f'{cfg.safety.max_acceleration:g} rad/s^2, workspace {self.arm.workspace_min} .. '
@@ -157,8 +160,10 @@ class ArmDriverNode(Node):
         if self.q is None:
             response.success, response.message = False, 'no joint states yet'
             return response
+        if self.homing_since is None:   # a request during a homing restarts that same move
+            self.homings_started += 1
         self.homing_since, self.home_start_q = self.now(), self.q.copy()
-        self.homing_pub.publish(Bool(data=True))
+        self.publish_homing()
         response.success, response.message = True, f'homing over {self.reset_s:g} s'
         return response
 
@@ -226,6 +231,12 @@ class ArmDriverNode(Node):
         marker.color.g, marker.color.r, marker.color.a = (1.0, 0.0, 1.0) if inside else (0.0, 1.0, 1.0)
         self.marker_pub.publish(MarkerArray(markers=[marker]))
 
+    def publish_homing(self):
+        msg = HomingStatus(active=self.homing_since is not None, started=self.homings_started,
+                           finished=self.homings_finished)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.homing_pub.publish(msg)
+
     def homing_command(self, now: float) -> np.ndarray:
         elapsed = now - self.homing_since
         error = self.arm.home_qpos - self.q
@@ -233,8 +244,9 @@ class ArmDriverNode(Node):
             if np.max(np.abs(error)) >= 0.01:
                 self.get_logger().warning(f'homing timed out, error {np.max(np.abs(error)):.3f} rad')
             self.homing_since = None
+            self.homings_finished += 1
             self.filter.reset()
-            self.homing_pub.publish(Bool(data=False))
+            self.publish_homing()
             return np.zeros(self.arm.n_joints)
         # Arrive together at reset_s; the filter bounds speed and acceleration.
         remaining = max(self.reset_s - elapsed, 0.25)

@@ -16,7 +16,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Bool, Float64MultiArray
+from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from asyncrl_ros.arms import get_arm
@@ -33,8 +33,8 @@ from asyncrl_ros.nodes.common import (COMMAND_QOS, LATCHED_QOS, METRICS_QOS, REW
 from asyncrl_ros.nodes.learner_node import TOPIC_LEARNER_STATUS
 from asyncrl_ros.remote import RemoteLearner, ShmWeightsSource, TopicWeightsSource, shm_names
 from asyncrl_ros.run_log import RunLog, percentile_summary
-from asyncrl_ros_interfaces.msg import (EpisodeMetrics, LearnerStatus, Reward, StepMetrics,
-                                        Transition, Weights)
+from asyncrl_ros_interfaces.msg import (EpisodeMetrics, HomingStatus, LearnerStatus, Reward,
+                                        StepMetrics, Transition, Weights)
 
 CHECKPOINT = 'checkpoint.pt'
 
@@ -99,8 +99,9 @@ class PolicyNode(Node):
         self.images: OrderedDict[int, Image] = OrderedDict()
         self.rewards: dict[int, float] = {}
         self.q = self.qd = None
-        self.homing = False
-        self.homing_seen = False
+        self.homing: HomingStatus | None = None
+        self.home_ticket = 0            # the arm_driver's homing count that ends our reset
+        self.home_requested_ns = 0
         self.homing_done_ns: int | None = None
         self.last_obs_ns = -1
 
@@ -122,7 +123,7 @@ class PolicyNode(Node):
         self.create_subscription(Image, TOPIC_IMAGE, self.on_image, SENSOR_QOS)
         self.create_subscription(Reward, TOPIC_REWARD, self.on_reward, REWARD_QOS)
         self.create_subscription(JointState, TOPIC_JOINT_STATES, self.on_joint_state, SENSOR_QOS)
-        self.create_subscription(Bool, TOPIC_HOMING, self.on_homing, LATCHED_QOS)
+        self.create_subscription(HomingStatus, TOPIC_HOMING, self.on_homing, LATCHED_QOS)
         self.create_subscription(LearnerStatus, TOPIC_LEARNER_STATUS, self.on_learner_status,
                                  METRICS_QOS)
         self.home_client = self.create_client(Trigger, SERVICE_HOME)
@@ -154,12 +155,11 @@ class PolicyNode(Node):
         except ValueError as err:
             self.get_logger().error(str(err), throttle_duration_sec=5.0)
 
-    def on_homing(self, msg: Bool):
-        if msg.data:
-            self.homing_seen = True
-        elif self.homing_seen:
+    def on_homing(self, msg: HomingStatus):
+        self.homing = msg
+        if (self.state == 'resetting' and self.homing_done_ns is None and not msg.active
+                and msg.finished >= self.home_ticket):
             self.homing_done_ns = self.get_clock().now().nanoseconds
-        self.homing = msg.data
 
     def on_learner_status(self, msg: LearnerStatus):
         self.learner.on_learner_status(msg.updates, msg.transitions_stored, msg.transitions_missing)
@@ -186,6 +186,7 @@ class PolicyNode(Node):
             return
         if self.state == 'resetting':
             if not self.reset_finished():
+                self.check_reset_progress(now_ns)
                 return
             self.begin_episode()
             if self.state != 'running':
@@ -269,7 +270,9 @@ class PolicyNode(Node):
             self.get_logger().info('waiting for arm_driver home service', throttle_duration_sec=5.0)
             return
         self.cmd_pub.publish(Float64MultiArray(data=[0.0] * self.arm.n_joints))
-        self.homing_seen = False
+        # Counts, not edges: a quick homing's start and end may reach us as one message.
+        self.home_ticket = (self.homing.started if self.homing else 0) + 1
+        self.home_requested_ns = self.get_clock().now().nanoseconds
         self.homing_done_ns = None
         future = self.home_client.call_async(Trigger.Request())
         future.add_done_callback(self.on_home_response)
@@ -280,6 +283,15 @@ class PolicyNode(Node):
         if response is None or not response.success:
             msg = response.message if response else 'no response'
             self.get_logger().warning(f'homing refused ({msg}); asking again')
+            self.state = 'start'
+
+    def check_reset_progress(self, now_ns: int):
+        # arm_driver ends any homing by 3 x reset_s; past that, our request or its answer was lost.
+        waited_s = (now_ns - self.home_requested_ns) * 1e-9
+        if self.homing_done_ns is None and waited_s > 3 * self.cfg.task.reset_s + 5.0:
+            self.get_logger().warning(
+                f'homing #{self.home_ticket} not reported finished after {waited_s:.0f} s '
+                f'(arm_driver status: {self.homing}); asking again')
             self.state = 'start'
 
     def reset_finished(self) -> bool:

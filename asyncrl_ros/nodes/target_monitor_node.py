@@ -11,13 +11,13 @@ from __future__ import annotations
 import numpy as np
 from geometry_msgs.msg import Point, PoseStamped
 from rclpy.node import Node
-from std_msgs.msg import Bool
 from visualization_msgs.msg import Marker, MarkerArray
 
 from asyncrl_ros.arms import get_arm
 from asyncrl_ros.nodes.common import (run_node, LATCHED_QOS, TOPIC_HOMING, TOPIC_MARKERS,
                                       TOPIC_TARGET_POSE, declare, declare_config)
 from asyncrl_ros.targets import make_target
+from asyncrl_ros_interfaces.msg import HomingStatus
 
 FRAME = 'world'
 
@@ -34,8 +34,8 @@ class TargetMonitorNode(Node):
                               'How often a moving target advances, ms') / 1000.0
         self.pose_pub = self.create_publisher(PoseStamped, TOPIC_TARGET_POSE, LATCHED_QOS)
         self.marker_pub = self.create_publisher(MarkerArray, TOPIC_MARKERS, LATCHED_QOS)
-        self.create_subscription(Bool, TOPIC_HOMING, self.on_homing, LATCHED_QOS)
-        self.homing = False
+        self.create_subscription(HomingStatus, TOPIC_HOMING, self.on_homing, LATCHED_QOS)
+        self.homings_seen: int | None = None
         self.target = self.source.reset()
         self.placements = 0
         if self.source.moving:
@@ -46,12 +46,13 @@ class TargetMonitorNode(Node):
         self.target = self.source.step(self.period)
         self.publish(markers=False)
 
-    def on_homing(self, msg: Bool):
-        if msg.data and not self.homing:
+    def on_homing(self, msg: HomingStatus):
+        # A new target for each homing started after we joined (by count: edges can merge).
+        if self.homings_seen is not None and msg.started > self.homings_seen:
             self.target = self.source.reset()
             self.placements += 1
             self.publish()
-        self.homing = msg.data
+        self.homings_seen = msg.started
 
     def publish(self, markers: bool = True):
         stamp = self.get_clock().now().to_msg()
