@@ -57,6 +57,9 @@ class InProcessLearner:
     def act(self, stacked: np.ndarray, proprio: np.ndarray, explore: bool = True) -> np.ndarray:
         return self.agent.act(stacked, proprio, deterministic=not explore)
 
+    def waiting_for(self) -> str | None:
+        return None   # the replay is ours
+
     def start_episode(self, frame: np.ndarray, proprio: np.ndarray) -> None:
         self.replay.start_episode(frame, proprio)
 

@@ -119,11 +119,13 @@ class RemoteLearner:
     """
 
     def __init__(self, cfg: ExperimentConfig, proprio_dim: int, action_dim: int,
-                 send: Callable[[dict], None], weights) -> None:
+                 send: Callable[[dict], None], weights,
+                 receivers: Callable[[], int] = lambda: 1) -> None:
         torch.set_num_threads(1)   # acting is small; leave the cores to the world and learner
         self.agent = make_agent(cfg, proprio_dim, action_dim)
         self.net = PolicyNet(self.agent)
         self.send = send
+        self.receivers = receivers
         self.weights = weights
         self.pending_start: tuple[np.ndarray, np.ndarray] | None = None
         self.sent = 0
@@ -136,6 +138,12 @@ class RemoteLearner:
     @property
     def updates(self) -> int:
         return self.learner_updates
+
+    def waiting_for(self) -> str | None:
+        """Before the first episode: what must exist so that no transition is sent to nobody."""
+        if self.sent == 0 and self.receivers() == 0:
+            return 'the replay owner (learner or replay_sampler) to subscribe to the transitions'
+        return None
 
     def on_learner_status(self, updates: int, stored: int, missing: int) -> None:
         self.learner_updates, self.stored, self.missing = updates, stored, missing
@@ -210,7 +218,7 @@ class ReplayOwner:
         self.stored = 0
         self.missing = 0
         self.episodes = 0
-        self.expected_step: int | None = None
+        self.expected_step = 0   # a late subscriber counts what it never saw as missing
         self.open_episode = False
 
     def ingest(self, t: dict) -> None:

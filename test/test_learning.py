@@ -110,3 +110,25 @@ def test_replay_owner_counts_stored_and_missing_transitions():
         owner.ingest(t)
     assert owner.stored == 8 and owner.missing == 2 and owner.episodes == 1
     assert remote.sent == 10
+
+
+def test_late_replay_owner_counts_what_it_never_saw_and_policy_waits_for_one():
+    cfg = tiny()
+    sent = []
+    receivers = [0]
+    remote = RemoteLearner(cfg, P, A, sent.append, TopicWeightsSource(),
+                           receivers=lambda: receivers[0])
+    assert remote.waiting_for() is not None   # nobody subscribed: the first episode waits
+    receivers[0] = 1
+    assert remote.waiting_for() is None
+    remote.start_episode(frame(0), np.zeros(P, np.float32))
+    feed(remote, 5)
+    remote.start_episode(frame(1), np.zeros(P, np.float32))
+    feed(remote, 5)
+    owner = ReplayOwner(cfg, P, A)
+    for t in sent[3:]:   # subscribed during the first episode
+        owner.ingest(t)
+    # The first episode's start never arrived: its 2 later steps cannot be stacked.
+    assert owner.stored == 5 and owner.missing == 5 and owner.stored + owner.missing == len(sent)
+    receivers[0] = 0
+    assert remote.waiting_for() is None   # a learner lost mid-run never stops the arm

@@ -57,7 +57,8 @@ def remote_backend(node: 'PolicyNode', cfg, proprio_dim: int, action_dim: int):
         weights = TopicWeightsSource()
         node.create_subscription(Weights, TOPIC_WEIGHTS,
                                  lambda m: weights.offer(m.version, bytes(m.data)), WEIGHTS_QOS)
-    return RemoteLearner(cfg, proprio_dim, action_dim, send, weights)
+    return RemoteLearner(cfg, proprio_dim, action_dim, send, weights,
+                         receivers=pub.get_subscription_count)
 
 
 # How the learning side is wired in each mode: the policy's code is the same in all three.
@@ -266,8 +267,11 @@ class PolicyNode(Node):
 
     # ---- episodes ----
     def request_home(self):
-        if not self.home_client.service_is_ready():
-            self.get_logger().info('waiting for arm_driver home service', throttle_duration_sec=5.0)
+        waiting = self.learner.waiting_for()
+        if waiting is None and not self.home_client.service_is_ready():
+            waiting = 'the arm_driver home service'
+        if waiting is not None:
+            self.get_logger().info(f'waiting for {waiting}', throttle_duration_sec=5.0)
             return
         self.cmd_pub.publish(Float64MultiArray(data=[0.0] * self.arm.n_joints))
         # Counts, not edges: a quick homing's start and end may reach us as one message.
