@@ -125,6 +125,11 @@ class ExperimentConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def learning_starts(self) -> int:
+        """Transitions before the first update: the random phase, and at least one batch."""
+        return max(self.run.init_random_steps, self.sac.batch_size)
+
     def validate(self) -> 'ExperimentConfig':
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode '{self.mode}' (choose one of {', '.join(MODES)})")

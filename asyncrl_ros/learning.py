@@ -71,10 +71,11 @@ class InProcessLearner:
         """Sample and update as the cap allows; returns component times in ms."""
         timings = {'sampling_ms': 0.0, 'update_ms': 0.0}
         cfg = self.cfg
-        learning_steps = self.steps - cfg.run.init_random_steps
+        learning_steps = self.steps - cfg.learning_starts
         if learning_steps <= 0 or len(self.replay) < cfg.sac.batch_size:
             return timings
-        # The cap counts steps since learning began: no burst to catch up on the random phase.
+        # The cap counts steps since learning began: no burst to catch up on the random phase
+        # (nor on the steps that filled a first batch, when that took longer).
         while self.updates + 1 <= cfg.run.max_updates_per_step * learning_steps:
             t0 = time.perf_counter()
             batch = self.replay.sample(cfg.sac.batch_size, (cfg.sac.crop_height, cfg.sac.crop_width))

@@ -236,8 +236,8 @@ class ReplayOwner:
                         t['terminal'])
         self.stored += 1
 
-    def learning_steps(self, init_random_steps: int) -> int:
-        return max(0, self.stored - init_random_steps)
+    def learning_steps(self, learning_starts: int) -> int:
+        return max(0, self.stored - learning_starts)
 
     def stats(self) -> dict:
         return {'stored': self.stored, 'missing': self.missing, 'episodes': self.episodes,

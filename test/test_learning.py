@@ -42,6 +42,19 @@ def test_sync_update_cap_counts_steps_after_random_phase(cap, expected):
     assert learner.updates == expected
 
 
+def test_sync_update_cap_has_no_burst_when_a_batch_fills_after_the_random_phase():
+    learner = InProcessLearner(tiny(init_random_steps=2), P, A)   # batch 4
+    learner.start_episode(frame(0), np.zeros(P, np.float32))
+    per_step = []
+    for i in range(20):
+        feed(learner, 1, i)
+        before = learner.updates
+        learner.learn()
+        per_step.append(learner.updates - before)
+    # Learning starts once 4 transitions are stored, then one update per step, no catch-up.
+    assert per_step == [0] * 4 + [1] * 16
+
+
 def test_frame_stacker_orders_oldest_first_and_restarts_per_episode():
     stacker = FrameStacker(3)
     stacker.reset(frame(1))

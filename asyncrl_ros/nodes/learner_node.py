@@ -52,7 +52,7 @@ class OwnReplayBatches:
     def next_batch(self, updates: int, timeout: float):
         self.drain()
         cfg = self.cfg
-        allowed = cfg.run.max_updates_per_step * self.owner.learning_steps(cfg.run.init_random_steps)
+        allowed = cfg.run.max_updates_per_step * self.owner.learning_steps(cfg.learning_starts)
         if updates + 1 > allowed or len(self.owner.replay) < cfg.sac.batch_size:
             time.sleep(timeout)
             return None

@@ -373,7 +373,7 @@ class PolicyNode(Node):
         updates, since = self.updates_seen
         if self.learner.updates != updates:
             self.updates_seen = (self.learner.updates, time.monotonic())
-        learning = self.total_steps > self.cfg.run.init_random_steps
+        learning = self.total_steps > self.cfg.learning_starts
         stalled = learning and self.cfg.mode != 'sync' and time.monotonic() - since > 60.0
         checks.append(('learner', 'WARN' if stalled else 'OK',
                        'learner stalled: no update for 60 s, acting on the last weights'

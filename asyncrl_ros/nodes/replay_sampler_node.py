@@ -2,7 +2,7 @@
 shared-memory ring that the learner reads in place.
 
 Sampling batch k+1 overlaps the learner's update on batch k. The update cap is applied
-here: no more batches than max_updates_per_step x (steps stored after the random phase).
+here: no more batches than max_updates_per_step x (steps stored since learning began).
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ class ReplaySamplerNode(Node):
         while rclpy.ok():
             while self.inbox:
                 self.owner.ingest(msg_to_transition(self.inbox.popleft()))
-            allowed = cfg.run.max_updates_per_step * self.owner.learning_steps(cfg.run.init_random_steps)
+            allowed = cfg.run.max_updates_per_step * self.owner.learning_steps(cfg.learning_starts)
             if self.batches + 1 > allowed or len(self.owner.replay) < cfg.sac.batch_size:
                 time.sleep(0.005)
                 continue
