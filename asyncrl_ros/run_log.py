@@ -16,10 +16,10 @@ EPISODE_FIELDS = ('episode', 'return', 'steps', 'total_steps', 'sim_time_s', 'wa
                   'updates', 'updates_per_step', 'cycle_mean_ms', 'cycle_p99_ms', 'random_steps',
                   'weights_version', 'weights_age_steps_mean', 'weights_age_ms_mean',
                   'weights_swap_ms_max', 'transitions_sent', 'transitions_stored',
-                  'batches_waited')
+                  'batches_waited', 'frames_reused')
 STEP_FIELDS = ('step', 'episode', 'cycle_ms', 'wall_cycle_ms', 'action_ms', 'sampling_ms', 'update_ms',
                'environment_ms', 'reward', 'updates', 'weights_version', 'weights_age_steps',
-               'weights_age_ms', 'swap_ms')
+               'weights_age_ms', 'swap_ms', 'frame_age_ms', 'frame_reused')
 # Thesis Table 5.2's columns.
 COMPONENTS = ('action_ms', 'sampling_ms', 'update_ms', 'environment_ms', 'cycle_ms')
 

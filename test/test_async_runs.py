@@ -44,6 +44,15 @@ def test_async_run_learns_and_stores_every_transition(profile, tmp_path):
     # The policy never waited for learning: no sampling or update time in its cycle.
     assert all(float(s['update_ms']) == 0.0 and float(s['sampling_ms']) == 0.0 for s in steps)
     assert max(float(s['swap_ms']) for s in steps) < 50.0   # sanity; the bench measures it
+    # A fixed cycle of 40 ms of sim time (a world at 0.25x leaves the policy 160 ms of wall
+    # time per cycle): a tick that comes before its frame's reward acts on the previous
+    # frame, if younger than 1.5 cycles, instead of losing the cycle.
+    cycles = [float(s['cycle_ms']) for s in steps if float(s['cycle_ms']) > 0]
+    assert sum(abs(c - 40.0) < 1e-6 for c in cycles) >= 0.95 * len(cycles), cycles
+    reused = [s for s in steps if s['frame_reused'] == '1']
+    assert all(float(s['frame_age_ms']) <= 60.0 for s in reused)
+    episodes = read_csv(run_dir / 'episodes.csv')
+    assert sum(int(e['frames_reused']) for e in episodes) == len(reused)
     # Shared memory released.
     assert not [p for p in Path('/dev/shm').glob('asyncrl_*') if run_dir.name in p.name]
 

@@ -37,6 +37,13 @@ from asyncrl_ros_interfaces.msg import (EpisodeMetrics, HomingStatus, LearnerSta
                                         StepMetrics, Transition, Weights)
 
 CHECKPOINT = 'checkpoint.pt'
+# The camera and the action timer share a period: a tick that comes just before the
+# newest frame's reward arrives acts again on the previous frame, if it is this fresh,
+# rather than losing a whole cycle. Older than that (after a sync update, a silent
+# camera), the tick passes and the arm_driver's watchdog covers the gap.
+REUSE_MAX_AGE_CYCLES = 1.5
+# Ticks in a row with no frame to act on before the policy says the camera went quiet.
+SILENT_TICKS_WARN = 3
 
 
 def in_process_backend(node: 'PolicyNode', cfg, proprio_dim: int, action_dim: int):
@@ -112,7 +119,8 @@ class PolicyNode(Node):
         self.ep_return = 0.0
         self.ep_cycles: list[float] = []
         self.ep_ages: list[tuple[int, float, float]] = []
-        self.ep_random = 0
+        self.ep_random = self.ep_reused = 0
+        self.silent_ticks = 0
         self.ep_start_sim = self.ep_start_wall = 0.0
         self.last_tick_ns: int | None = None
         self.last_tick_wall: float | None = None
@@ -167,16 +175,21 @@ class PolicyNode(Node):
         self.batches_waited = msg.batches_waited
 
     # ---- the action cycle ----
-    def observation(self):
-        """Newest frame whose reward has arrived and that is newer than the last one used."""
-        for key in reversed(self.images):
-            if key in self.rewards and key > self.last_obs_ns and self.q is not None:
-                frame = image_to_numpy(self.images[key]).transpose(2, 0, 1).copy()
-                act = self.arm.actuated
-                proprio = np.concatenate([self.q[act], self.qd[act],
-                                          self.prev_action]).astype(np.float32)
-                return key, frame, self.rewards[key], proprio
-        return None
+    def observation(self, now_ns: int | None = None):
+        """Newest frame whose reward has arrived: one not acted on yet, or (given `now_ns`)
+        the last one again while it is younger than REUSE_MAX_AGE_CYCLES."""
+        if self.q is None:
+            return None
+        key = next((k for k in reversed(self.images) if k in self.rewards), None)
+        if key is None:
+            return None
+        if key <= self.last_obs_ns and (
+                now_ns is None or now_ns - key > REUSE_MAX_AGE_CYCLES * self.cycle * 1e9):
+            return None
+        frame = image_to_numpy(self.images[key]).transpose(2, 0, 1).copy()
+        act = self.arm.actuated
+        proprio = np.concatenate([self.q[act], self.qd[act], self.prev_action]).astype(np.float32)
+        return key, frame, self.rewards[key], proprio
 
     def tick(self):
         if self.done:
@@ -193,12 +206,18 @@ class PolicyNode(Node):
             if self.state != 'running':
                 return
         t_env = time.perf_counter()
-        obs = self.observation()
+        obs = self.observation(now_ns)
         if obs is None:
-            self.get_logger().warning('no new camera frame with reward this cycle',
-                                      throttle_duration_sec=5.0)
+            self.silent_ticks += 1
+            if self.silent_ticks >= SILENT_TICKS_WARN:
+                self.get_logger().warning(
+                    f'no camera frame with reward for {self.silent_ticks} cycles: not acting',
+                    throttle_duration_sec=5.0)
             return
+        self.silent_ticks = 0
         stamp, frame, reward, proprio = obs
+        reused = stamp <= self.last_obs_ns
+        self.ep_reused += reused
         self.last_obs_ns = stamp
         cycle_ms = (now_ns - self.last_tick_ns) / 1e6 if self.last_tick_ns else float('nan')
         self.last_tick_ns = now_ns
@@ -239,7 +258,8 @@ class PolicyNode(Node):
                'action_ms': act_ms, 'environment_ms': env_ms, 'reward': reward,
                'updates': self.learner.updates, 'weights_version': self.learner.weights_version,
                'weights_age_steps': age_steps, 'weights_age_ms': age_ms,
-               'swap_ms': self.learner.swap_ms, **timings}
+               'swap_ms': self.learner.swap_ms, 'frame_age_ms': (now_ns - stamp) / 1e6,
+               'frame_reused': int(reused), **timings}
         self.ep_ages.append((age_steps, age_ms, self.learner.swap_ms))
         self.log.step(row)
         self.publish_step_metrics(row, random_action)
@@ -318,6 +338,7 @@ class PolicyNode(Node):
         self.learner.start_episode(frame, proprio)
         self.t = 0
         self.ep_return, self.ep_cycles, self.ep_random, self.ep_ages = 0.0, [], 0, []
+        self.ep_reused = 0
         self.ep_start_sim = self.get_clock().now().nanoseconds * 1e-9
         self.ep_start_wall = time.monotonic()
         self.state = 'running'
@@ -339,7 +360,7 @@ class PolicyNode(Node):
                'random_steps': self.ep_random, 'weights_version': self.learner.weights_version,
                'transitions_sent': self.learner.sent,
                'transitions_stored': getattr(self.learner, 'stored', self.learner.sent),
-               'batches_waited': self.batches_waited}
+               'batches_waited': self.batches_waited, 'frames_reused': self.ep_reused}
         ages = np.array(self.ep_ages) if self.ep_ages else np.zeros((1, 3))
         row.update(weights_age_steps_mean=ages[:, 0].mean(), weights_age_ms_mean=ages[:, 1].mean(),
                    weights_swap_ms_max=ages[:, 2].max())
