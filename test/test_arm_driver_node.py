@@ -250,3 +250,32 @@ def test_homing_status_counts_each_homing_even_when_start_and_end_merge(tmp_path
     assert all(np.all(np.abs(v) <= ARM.velocity_limits + 1e-9) for _, v in side.outputs)
     proc.stop()
     assert 'homing timed out' in proc.output()
+
+
+def test_target_monitor_places_a_new_target_at_each_homing(tmp_path, start_node, ros_node):
+    """Counted homings reach target_monitor too: one new target per homing, inside the box,
+    even for homings that start and end within one driver tick."""
+    from geometry_msgs.msg import PoseStamped
+    from std_srvs.srv import Trigger
+    from asyncrl_ros.nodes.common import LATCHED_QOS, SERVICE_HOME, TOPIC_TARGET_POSE
+    cfg = write_config(tmp_path, {'task': {'action_cycle_ms': CYCLE_MS}})
+    start_node('arm_driver', cfg)
+    start_node('target_monitor', cfg)
+    side = FakeRobotSide(ros_node, ARM.home_qpos)
+    poses: list[np.ndarray] = []
+    ros_node.create_subscription(
+        PoseStamped, TOPIC_TARGET_POSE,
+        lambda m: poses.append(np.array([m.pose.position.x, m.pose.position.y, m.pose.position.z])),
+        LATCHED_QOS)
+    home = ros_node.create_client(Trigger, SERVICE_HOME)
+    ros_node.spin_until(lambda: home.service_is_ready() and poses and len(side.outputs) > 5,
+                        30, 'arm_driver and target_monitor to come up')
+    for n in (2, 3):
+        future = home.call_async(Trigger.Request())
+        ros_node.spin_until(future.done, 10, 'the home service to answer')
+        ros_node.spin_until(lambda: len(poses) >= n, 10, f'target #{n}')
+        ros_node.spin_for(0.5)   # homing from home ends at once; a request during one restarts it
+    assert len(poses) == 3   # the first at start-up, then exactly one per homing
+    assert not np.allclose(poses[0], poses[1]) and not np.allclose(poses[1], poses[2])
+    for p in poses:   # on the table, inside the workspace footprint
+        assert np.all(p[:2] >= ARM.workspace_min[:2]) and np.all(p[:2] <= ARM.workspace_max[:2])
