@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from queue_feed import put_until_stopped  # noqa: E402
 from asyncrl_ros.shm_ring import BatchRing  # noqa: E402
 from asyncrl_ros.shm_weights import WeightStore  # noqa: E402
 
@@ -68,12 +69,7 @@ def produce_queue(q, spec: dict, stop) -> None:
     src = source_batch(spec)
     while not stop.is_set():
         batch = {k: v.copy() for k, v in src.items()}  # the sampler's fresh batch arrays
-        while not stop.is_set():
-            try:
-                q.put(batch, timeout=0.1)
-                break
-            except queue.Full:
-                pass
+        put_until_stopped(q, batch, stop)
     q.cancel_join_thread()  # unsent batches may be dropped at exit
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from queue_feed import put_until_stopped  # noqa: E402
 from asyncrl_ros.arms import get_arm  # noqa: E402
 from asyncrl_ros.config import load_config  # noqa: E402
 from asyncrl_ros.nodes.learner_node import ring_spec  # noqa: E402
@@ -105,13 +106,7 @@ def produce_queue(cfg_dict: dict, q, stop, ready) -> None:
     crop = (cfg.sac.crop_height, cfg.sac.crop_width)
     ready.set()
     while not stop.is_set():
-        batch = replay.sample(cfg.sac.batch_size, crop)
-        while not stop.is_set():
-            try:
-                q.put(batch, timeout=0.1)
-                break
-            except queue.Full:
-                pass
+        put_until_stopped(q, replay.sample(cfg.sac.batch_size, crop), stop)
     q.cancel_join_thread()   # batches still in the pipe may be dropped at exit
 
 

@@ -6,6 +6,7 @@ here: no more batches than max_updates_per_step x (steps stored since learning b
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -80,7 +81,7 @@ class ReplaySamplerNode(Node):
         save_checkpoint(self.run_dir / REPLAY_CHECKPOINT, None, self.owner.replay,
                         {'owner': self.owner.state_dict(), 'batches': self.batches})
         stats = {**self.owner.stats(), 'batches': self.batches,
-                 'ring': self.ring.stats().__dict__ if hasattr(self.ring.stats(), '__dict__') else {}}
+                 'ring': dataclasses.asdict(self.ring.stats())}
         (self.run_dir / 'replay_stats.json').write_text(json.dumps(stats, indent=2, default=str))
 
     def close(self):
