@@ -260,7 +260,7 @@ def test_target_monitor_places_a_new_target_at_each_homing(tmp_path, start_node,
     from asyncrl_ros.nodes.common import LATCHED_QOS, SERVICE_HOME, TOPIC_TARGET_POSE
     cfg = write_config(tmp_path, {'task': {'action_cycle_ms': CYCLE_MS}})
     start_node('arm_driver', cfg)
-    start_node('target_monitor', cfg)
+    monitor = start_node('target_monitor', cfg)
     side = FakeRobotSide(ros_node, ARM.home_qpos)
     poses: list[np.ndarray] = []
     ros_node.create_subscription(
@@ -270,6 +270,10 @@ def test_target_monitor_places_a_new_target_at_each_homing(tmp_path, start_node,
     home = ros_node.create_client(Trigger, SERVICE_HOME)
     ros_node.spin_until(lambda: home.service_is_ready() and poses and len(side.outputs) > 5,
                         30, 'arm_driver and target_monitor to come up')
+    # Homings before target_monitor hears the driver are not its to count (the start-up
+    # target serves them): wait until it has joined, which discovery may delay.
+    ros_node.spin_until(lambda: 'following' in monitor.output(), 30,
+                        'target_monitor to hear the homing status')
     for n in (2, 3):
         future = home.call_async(Trigger.Request())
         ros_node.spin_until(future.done, 10, 'the home service to answer')

@@ -52,6 +52,10 @@ class TargetMonitorNode(Node):
             self.target = self.source.reset()
             self.placements += 1
             self.publish()
+        if self.homings_seen is None:
+            self.get_logger().info(
+                f'following {TOPIC_HOMING} ({msg.started} homings so far): '
+                'a new target at each homing from now on')
         self.homings_seen = msg.started
 
     def publish(self, markers: bool = True):
