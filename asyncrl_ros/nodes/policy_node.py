@@ -290,12 +290,16 @@ class PolicyNode(Node):
         waiting = self.learner.waiting_for()
         if waiting is None and not self.home_client.service_is_ready():
             waiting = 'the arm_driver home service'
+        if waiting is None and self.homing is None:
+            # Our ticket is the driver's count + 1: without the count, a driver that has
+            # homed before (a restarted policy) would look finished at once.
+            waiting = f'the arm_driver homing status on {TOPIC_HOMING}'
         if waiting is not None:
             self.get_logger().info(f'waiting for {waiting}', throttle_duration_sec=5.0)
             return
         self.cmd_pub.publish(Float64MultiArray(data=[0.0] * self.arm.n_joints))
         # Counts, not edges: a quick homing's start and end may reach us as one message.
-        self.home_ticket = (self.homing.started if self.homing else 0) + 1
+        self.home_ticket = self.homing.started + 1
         self.home_requested_ns = self.get_clock().now().nanoseconds
         self.homing_done_ns = None
         future = self.home_client.call_async(Trigger.Request())
