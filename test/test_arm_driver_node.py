@@ -221,7 +221,9 @@ def test_homing_status_counts_each_homing_even_when_start_and_end_merge(tmp_path
     from std_srvs.srv import Trigger
     from asyncrl_ros.nodes.common import LATCHED_QOS, SERVICE_HOME, TOPIC_HOMING
     from asyncrl_ros_interfaces.msg import HomingStatus
-    cfg = write_config(tmp_path, {'task': {'action_cycle_ms': CYCLE_MS, 'reset_s': 0.3}})
+    # reset_s leaves the second request of homing #2 seconds before its 3 x reset_s time-out,
+    # even on a loaded machine.
+    cfg = write_config(tmp_path, {'task': {'action_cycle_ms': CYCLE_MS, 'reset_s': 1.5}})
     proc = start_node('arm_driver', cfg)
     side = FakeRobotSide(ros_node, ARM.home_qpos)
     statuses: list[HomingStatus] = []
@@ -244,7 +246,7 @@ def test_homing_status_counts_each_homing_even_when_start_and_end_merge(tmp_path
     request()
     ros_node.spin_until(lambda: statuses[-1].active, 5, 'homing #2 to start')
     request()   # a second request restarts the same move, it is not a third homing
-    ros_node.spin_until(lambda: statuses[-1].finished == 2, 10, 'homing #2 to time out')
+    ros_node.spin_until(lambda: statuses[-1].finished == 2, 15, 'homing #2 to time out')
     assert (statuses[-1].active, statuses[-1].started) == (False, 2)
     # Homing moves the arm with the safety filter in charge: never beyond the clamp.
     assert all(np.all(np.abs(v) <= ARM.velocity_limits + 1e-9) for _, v in side.outputs)

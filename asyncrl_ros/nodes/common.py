@@ -16,7 +16,7 @@ SENSOR_QOS = qos_profile_sensor_data
 COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Rewards must all arrive: the policy pairs each with its image by stamp.
 REWARD_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-# State that a late joiner must still get (target pose, homing flag, markers).
+# State that a late joiner must still get (target pose, homing counts, markers).
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL,
                          history=HistoryPolicy.KEEP_LAST)
