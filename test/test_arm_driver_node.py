@@ -90,8 +90,9 @@ def test_watchdog_zeroes_after_two_silent_cycles(driver):
     driver.node.spin_until(lambda: np.allclose(driver.latest(), 0.0), 5, 'zero output')
     stopped_after = time.monotonic() - last_command
     # Two cycles of silence, then the ramp down (0.3 rad/s at 15 rad/s^2 = 20 ms), plus
-    # DDS latency and output period on a loaded 2-core machine.
-    assert stopped_after < 2 * CYCLE_MS / 1000 + 0.25, stopped_after
+    # DDS latency and output period on a loaded 2-core machine. The exact two cycles are
+    # test_safety's; here the bound only has to tell a firing watchdog from a late one.
+    assert stopped_after < 2 * CYCLE_MS / 1000 + 0.4, stopped_after
     # And it really was the policy's silence: with commands the output stayed up.
     moving = [t for t, v in driver.outputs if abs(v[0]) > 0.29]
     assert moving and moving[-1] >= last_command - 0.05
