@@ -20,8 +20,8 @@ from pathlib import Path
 
 from asyncrl_ros.config import ConfigError, parse_override
 from asyncrl_ros.profiles import load_profiles
-from asyncrl_ros.runs import (LEARNING_NODES, MAIN_NODE, SAVE_TIMEOUT_S, node_parameters,
-                              prepare_run, run_nodes, write_run)
+from asyncrl_ros.runs import (LEARNING_NODES, MAIN_NODE, SAFETY_NODE, SAVE_TIMEOUT_S,
+                              node_parameters, prepare_run, run_nodes, write_run)
 
 def ros_environment(run_dir: Path) -> dict:
     env = dict(os.environ)   # whole: the ROS wheels' bootstrapper needs LD_LIBRARY_PATH
@@ -163,7 +163,9 @@ def main(argv=None) -> int:
         time.sleep(1.0)   # let the last transitions reach the replay owner
         # Learning nodes save their parts (the replay can be GBs): give them time.
         stop_all({n: p for n, p in procs.items() if n in LEARNING_NODES}, timeout=SAVE_TIMEOUT_S)
-        stop_all({n: p for n, p in procs.items() if n != MAIN_NODE and n not in LEARNING_NODES})
+        stop_all({n: p for n, p in procs.items() if n == SAFETY_NODE})
+        stop_all({n: p for n, p in procs.items()
+                  if n not in (MAIN_NODE, SAFETY_NODE) and n not in LEARNING_NODES})
         for thread in threads:
             thread.join(timeout=2.0)
         release_shared_memory(run_dir)

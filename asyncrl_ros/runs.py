@@ -20,6 +20,8 @@ STATEFUL_NODES = ('policy', 'learner', 'replay_sampler')
 # Their death is reported but does not stop the run: the policy keeps acting on its last
 # weights and the arm stays under the arm_driver's watch.
 LEARNING_NODES = ('learner', 'replay_sampler')
+# The safety layer stops before the robot side, so its last zero command is heard.
+SAFETY_NODE = 'arm_driver'
 # Time a stateful node may take to save when stopped (a replay can be GBs).
 SAVE_TIMEOUT_S = 600.0
 

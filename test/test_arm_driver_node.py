@@ -286,3 +286,29 @@ def test_target_monitor_places_a_new_target_at_each_homing(tmp_path, start_node,
     assert not np.allclose(poses[0], poses[1]) and not np.allclose(poses[1], poses[2])
     for p in poses:   # on the table, inside the workspace footprint
         assert np.all(p[:2] >= ARM.workspace_min[:2]) and np.all(p[:2] <= ARM.workspace_max[:2])
+
+
+@pytest.mark.parametrize('sig', ['SIGINT', 'SIGTERM'])
+def test_stopping_the_driver_leaves_the_arm_commanded_to_zero(sig, tmp_path, start_node, ros_node):
+    """ros2_control's forward controller holds its last command forever: a driver stopped
+    while the policy still sends (as `ros2 launch` stops all nodes at once) must say zero last."""
+    import signal
+    cfg = write_config(tmp_path, {'task': {'action_cycle_ms': CYCLE_MS}})
+    proc = start_node('arm_driver', cfg)
+    side = FakeRobotSide(ros_node, ARM.home_qpos)
+    ros_node.spin_until(lambda: len(side.outputs) > 5 and side.cmd_pub.get_subscription_count() > 0,
+                        30, 'arm_driver to come up')
+    cmd = np.zeros(ARM.n_joints)
+    cmd[0] = 0.3
+    side.drive(cmd, 0.8)
+    assert side.latest()[0] == pytest.approx(0.3, abs=1e-6)
+    proc.proc.send_signal(getattr(signal, sig))
+    while proc.proc.poll() is None:   # the policy keeps talking until the end
+        side.drive(cmd, CYCLE_MS / 1000)
+    side.node.spin_for(0.5)
+    assert proc.proc.returncode == 0, proc.output()
+    assert np.allclose(side.latest(), 0.0), side.latest()
+    # Down by a ramp, not a step (a Franka's reflexes trip on one): 15 rad/s^2 x 10 ms.
+    outputs = np.array([v for _, v in side.outputs])
+    assert np.max(np.abs(np.diff(outputs, axis=0))) <= 15.0 * 0.010 + 1e-9
+    assert 'zero velocity commanded and acknowledged' in proc.output()

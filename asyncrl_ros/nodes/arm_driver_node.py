@@ -13,8 +13,10 @@ and nothing is sent while the robot program is not running. For a Franka,
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
-import rclpy
+from rclpy.duration import Duration
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64, Float64MultiArray
@@ -52,6 +54,7 @@ class ArmDriverNode(Node):
         self.reset_s = declare(self, 'reset_s', cfg.task.reset_s, 'Duration of homing, s')
         controller = declare(self, 'velocity_controller', 'forward_velocity_controller',
                              'ros2_control velocity controller whose ~/commands we publish')
+        self.max_acceleration = cfg.safety.max_acceleration
         self.filter = SafetyFilter(self.arm.safety_limits(cfg.safety, lookahead=cycle),
                                    self.arm.fk_position)
         watchdog_s = cfg.safety.watchdog_cycles * cycle
@@ -252,6 +255,33 @@ class ArmDriverNode(Node):
         remaining = max(self.reset_s - elapsed, 0.25)
         return error / remaining
 
+    def stop_arm(self):
+        """Leave the robot commanded to zero, however the driver ends.
+
+        ros2_control's forward controller holds its last command forever, so the last word
+        must be zero, and it must arrive: ramp down at the filter's deceleration (a velocity
+        step trips a Franka's reflexes), in wall time (a stopped sim no longer ticks /clock),
+        then wait until the controller has acknowledged it.
+        """
+        if not self.context.ok():
+            return
+        v = np.array(self.last_output, dtype=float)
+        step = self.max_acceleration * self.period if self.max_acceleration > 0 else np.inf
+        for _ in range(int(np.ceil(np.max(np.abs(v), initial=0.0) / step))):
+            v = np.sign(v) * np.maximum(np.abs(v) - step, 0.0)
+            self.out_pub.publish(Float64MultiArray(data=[float(x) for x in v]))
+            time.sleep(self.period)
+        self.out_pub.publish(Float64MultiArray(data=[0.0] * self.arm.n_joints))
+        self.last_output = np.zeros(self.arm.n_joints)
+        t0 = time.monotonic()
+        if self.out_pub.wait_for_all_acked(Duration(seconds=4.0)):
+            self.get_logger().info('stopped: zero velocity commanded and acknowledged '
+                                   f'({time.monotonic() - t0:.2f} s)')
+        else:
+            self.get_logger().warning(
+                f'stopped: zero velocity sent on {self.out_pub.topic_name}, but the '
+                'controller did not acknowledge it; check that the arm is at rest')
+
     def publish(self, command: np.ndarray, events):
         if not self.program_running:
             command = np.zeros(self.arm.n_joints)
@@ -263,13 +293,11 @@ class ArmDriverNode(Node):
 
 
 def stop_arm(node: ArmDriverNode) -> None:
-    # Leave the robot stopped whatever happened.
-    if rclpy.ok():
-        node.out_pub.publish(Float64MultiArray(data=[0.0] * node.arm.n_joints))
+    node.stop_arm()
 
 
 def main(args=None):
-    run_node(ArmDriverNode, args, on_exit=stop_arm)
+    run_node(ArmDriverNode, args, on_exit=stop_arm, own_signals=True)
 
 
 if __name__ == '__main__':

@@ -174,19 +174,33 @@ class Diagnostics:
         self.pub.publish(array)
 
 
-def run_node(node_class, args=None, on_exit=None, compute: bool = False) -> None:
+def run_node(node_class, args=None, on_exit=None, compute: bool = False,
+             own_signals: bool = False) -> None:
     """The life of one node process: init, build, spin, clean up.
 
     A bad parameter or config ends the process with one line and exit code 2. With
     `compute`, ROS callbacks run in a background thread and the main thread runs the
     node's `run()` loop (learner, replay_sampler), and the node's `save()` and `close()`
     run on the way out, however it ends; `on_exit(node)` always runs last.
+
+    rclpy's own SIGINT/SIGTERM handler shuts the context down at once, so nothing can be
+    published on the way out. With `own_signals` a signal only ends the spin loop and
+    `on_exit` still publishes (arm_driver's last zero command).
     """
+    import signal
     import sys
+    import threading
 
     import rclpy
-    from rclpy.executors import ExternalShutdownException
-    rclpy.init(args=args)
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+    stop = threading.Event()
+    if own_signals:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    else:
+        rclpy.init(args=args)
     try:
         node = node_class()
     except ValueError as err:   # ConfigError is one
@@ -199,6 +213,12 @@ def run_node(node_class, args=None, on_exit=None, compute: bool = False) -> None
         if compute:
             executor, _ = spin_in_background(node)
             node.run()
+        elif own_signals:
+            # A bounded wait, so the loop sees the flag even when no callback is due.
+            spinner = SingleThreadedExecutor(context=node.context)
+            spinner.add_node(node)
+            while not stop.is_set() and node.context.ok():
+                spinner.spin_once(timeout_sec=0.05)
         else:
             rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
