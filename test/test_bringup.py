@@ -127,6 +127,9 @@ def test_end_to_end_sync_run_then_resume_and_ctrl_c(tmp_path):
     assert state['extra']['total_steps'] >= 80
     assert state['extra']['learner']['updates'] >= int(episodes[3]['updates'])
     assert 'resumed at episode 3' in ''.join(lines)
+    # Stopping leaves the nodes' contexts up until they have saved and said so.
+    assert 'checkpoint saved' in ''.join(lines)
+    assert 'context is invalid' not in ''.join(lines)
 
 
 def test_ur5_tracker_sync_run_acts_on_five_joints(tmp_path):

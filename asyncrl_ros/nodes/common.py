@@ -174,32 +174,46 @@ class Diagnostics:
         self.pub.publish(array)
 
 
+def init_with_own_signals(args=None):
+    """rclpy.init, with SIGINT/SIGTERM setting the returned Event instead of shutting the
+    context down: the caller's spin loop (bounded waits) ends and its clean-up can still
+    publish and log to /rosout."""
+    import signal
+    import threading
+
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+    stop = threading.Event()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
 def run_node(node_class, args=None, on_exit=None, compute: bool = False,
              own_signals: bool = False) -> None:
     """The life of one node process: init, build, spin, clean up.
 
     A bad parameter or config ends the process with one line and exit code 2. With
     `compute`, ROS callbacks run in a background thread and the main thread runs the
-    node's `run()` loop (learner, replay_sampler), and the node's `save()` and `close()`
-    run on the way out, however it ends; `on_exit(node)` always runs last.
+    node's `run(stop)` loop (learner, replay_sampler) until `stop` is set, and the
+    node's `save()` and `close()` run on the way out, however it ends; `on_exit(node)`
+    always runs last.
 
     rclpy's own SIGINT/SIGTERM handler shuts the context down at once, so nothing can be
-    published on the way out. With `own_signals` a signal only ends the spin loop and
-    `on_exit` still publishes (arm_driver's last zero command).
+    published or logged to /rosout on the way out. With `own_signals` (always for
+    `compute`) a signal only sets `stop`, and saving and `on_exit` still publish
+    (arm_driver's last zero command).
     """
-    import signal
     import sys
     import threading
 
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-    from rclpy.signals import SignalHandlerOptions
-    stop = threading.Event()
-    if own_signals:
-        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+    if own_signals or compute:
+        stop = init_with_own_signals(args)
     else:
+        stop = threading.Event()
         rclpy.init(args=args)
     try:
         node = node_class()
@@ -212,7 +226,7 @@ def run_node(node_class, args=None, on_exit=None, compute: bool = False,
     try:
         if compute:
             executor, _ = spin_in_background(node)
-            node.run()
+            node.run(stop)
         elif own_signals:
             # A bounded wait, so the loop sees the flag even when no callback is due.
             spinner = SingleThreadedExecutor(context=node.context)

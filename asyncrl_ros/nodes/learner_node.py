@@ -191,10 +191,10 @@ class LearnerNode(Node):
             f"batch {cfg.sac.batch_size}, {cfg.sac.torch_threads} torch thread(s), weights over "
             f"{cfg.asynchronous.weights_transport}, nice {cfg.asynchronous.learner_niceness}")
 
-    def run(self):
+    def run(self, stop):
         every = self.cfg.asynchronous.publish_weights_every
         last_status = last_save = time.monotonic()
-        while rclpy.ok():
+        while not stop.is_set() and rclpy.ok():
             t0 = time.perf_counter()
             batch = self.source.next_batch(self.updates, timeout=0.05)
             if batch is None:

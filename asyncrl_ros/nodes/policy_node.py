@@ -28,7 +28,7 @@ from asyncrl_ros.nodes.common import (COMMAND_QOS, LATCHED_QOS, METRICS_QOS, REW
                                       TOPIC_POLICY_COMMAND, TOPIC_REWARD, TOPIC_STEP_METRICS,
                                       TOPIC_TRANSITIONS, TOPIC_WEIGHTS, TRANSITION_QOS,
                                       WEIGHTS_QOS, Diagnostics, declare, declare_config,
-                                      image_to_numpy,
+                                      image_to_numpy, init_with_own_signals,
                                       stamp_ns, transition_to_msg)
 from asyncrl_ros.nodes.learner_node import TOPIC_LEARNER_STATUS
 from asyncrl_ros.remote import RemoteLearner, ShmWeightsSource, TopicWeightsSource, shm_names
@@ -462,10 +462,11 @@ class PolicyNode(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
+    # Ctrl-C ends the loop but leaves the context up: saving can still log and publish.
+    stop = init_with_own_signals(args)
     node = PolicyNode()
     try:
-        while rclpy.ok() and not node.done:
+        while not stop.is_set() and rclpy.ok() and not node.done:
             rclpy.spin_once(node, timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

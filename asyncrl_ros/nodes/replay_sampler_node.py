@@ -55,10 +55,10 @@ class ReplaySamplerNode(Node):
             f'cropped to {cfg.sac.crop_height}x{cfg.sac.crop_width}, ring of '
             f'{cfg.asynchronous.ring_slots} slots')
 
-    def run(self):
+    def run(self, stop):
         cfg = self.cfg
         crop = (cfg.sac.crop_height, cfg.sac.crop_width)
-        while rclpy.ok():
+        while not stop.is_set() and rclpy.ok():
             while self.inbox:
                 self.owner.ingest(msg_to_transition(self.inbox.popleft()))
             allowed = cfg.run.max_updates_per_step * self.owner.learning_steps(cfg.learning_starts)
