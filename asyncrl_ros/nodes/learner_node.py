@@ -237,7 +237,10 @@ class LearnerNode(Node):
     def save(self):
         save_checkpoint(self.run_dir / CHECKPOINT, self.agent, None, {'updates': self.updates})
         self.source.save(self.run_dir)
-        (self.run_dir / 'learner_stats.json').write_text(json.dumps(self.stats(), indent=2))
+        stats = self.stats()
+        (self.run_dir / 'learner_stats.json').write_text(json.dumps(stats, indent=2))
+        self.get_logger().info(f"learner saved: {stats['updates']} updates, "
+                               f"weights version {stats['weights_version']}")
 
     def restore(self):
         path = self.run_dir / CHECKPOINT

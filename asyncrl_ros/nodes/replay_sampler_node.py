@@ -83,6 +83,8 @@ class ReplaySamplerNode(Node):
         stats = {**self.owner.stats(), 'batches': self.batches,
                  'ring': dataclasses.asdict(self.ring.stats())}
         (self.run_dir / 'replay_stats.json').write_text(json.dumps(stats, indent=2, default=str))
+        self.get_logger().info(f'replay saved: {len(self.owner.replay)} transitions, '
+                               f'{self.batches} batches sampled')
 
     def close(self):
         self.ring.close()
