@@ -297,7 +297,7 @@ def stop_arm(node: ArmDriverNode) -> None:
 
 
 def main(args=None):
-    run_node(ArmDriverNode, args, on_exit=stop_arm, own_signals=True)
+    run_node(ArmDriverNode, args, on_exit=stop_arm)
 
 
 if __name__ == '__main__':

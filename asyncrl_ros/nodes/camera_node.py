@@ -6,22 +6,20 @@ A frame is published once at most: a camera slower than the timer skips a tick.
 """
 from __future__ import annotations
 
-import sys
-
 import cv2
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import Image
 
 from asyncrl_ros.camera import Camera
-from asyncrl_ros.nodes.common import (SENSOR_QOS, TOPIC_IMAGE, declare, declare_config,
+from asyncrl_ros.nodes.common import (run_node, SENSOR_QOS, TOPIC_IMAGE, declare, declare_config,
                                       numpy_to_image)
 
 
 class CameraNode(Node):
+    NAME = 'camera'   # run_node's error prefix
+
     def __init__(self):
         super().__init__('camera')
         self.camera: Camera | None = None  # rclpy may destroy a node whose __init__ raised
@@ -64,20 +62,7 @@ class CameraNode(Node):
 def main(args=None):
     # Our own error names the device; OpenCV's backend warnings would only bury it.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    rclpy.init(args=args)
-    try:
-        node = CameraNode()
-    except ValueError as err:  # CameraError is one: the device or a parameter is bad
-        print(f'[camera] error: {err}', file=sys.stderr, flush=True)
-        rclpy.try_shutdown()
-        sys.exit(2)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(CameraNode, args)   # CameraError is a ValueError: one line, exit code 2
 
 
 if __name__ == '__main__':

@@ -176,8 +176,9 @@ class Diagnostics:
 
 def init_with_own_signals(args=None):
     """rclpy.init, with SIGINT/SIGTERM setting the returned Event instead of shutting the
-    context down: the caller's spin loop (bounded waits) ends and its clean-up can still
-    publish and log to /rosout."""
+    context down (rclpy's own handler does that at once, and an exception it raises inside
+    a callback can leave work half done): the caller's spin loop, with bounded waits, ends
+    and its clean-up can still publish and log to /rosout."""
     import signal
     import threading
 
@@ -190,8 +191,7 @@ def init_with_own_signals(args=None):
     return stop
 
 
-def run_node(node_class, args=None, on_exit=None, compute: bool = False,
-             own_signals: bool = False) -> None:
+def run_node(node_class, args=None, on_exit=None, compute: bool = False) -> None:
     """The life of one node process: init, build, spin, clean up.
 
     A bad parameter or config ends the process with one line and exit code 2. With
@@ -200,21 +200,14 @@ def run_node(node_class, args=None, on_exit=None, compute: bool = False,
     node's `save()` and `close()` run on the way out, however it ends; `on_exit(node)`
     always runs last.
 
-    rclpy's own SIGINT/SIGTERM handler shuts the context down at once, so nothing can be
-    published or logged to /rosout on the way out. With `own_signals` (always for
-    `compute`) a signal only sets `stop`, and saving and `on_exit` still publish
-    (arm_driver's last zero command).
+    SIGINT/SIGTERM only set `stop` (see init_with_own_signals), so saving and `on_exit`
+    still publish and log (arm_driver's last zero command).
     """
     import sys
-    import threading
 
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-    if own_signals or compute:
-        stop = init_with_own_signals(args)
-    else:
-        stop = threading.Event()
-        rclpy.init(args=args)
+    stop = init_with_own_signals(args)
     try:
         node = node_class()
     except ValueError as err:   # ConfigError is one
@@ -227,14 +220,12 @@ def run_node(node_class, args=None, on_exit=None, compute: bool = False,
         if compute:
             executor, _ = spin_in_background(node)
             node.run(stop)
-        elif own_signals:
+        else:
             # A bounded wait, so the loop sees the flag even when no callback is due.
             spinner = SingleThreadedExecutor(context=node.context)
             spinner.add_node(node)
             while not stop.is_set() and node.context.ok():
                 spinner.spin_once(timeout_sec=0.05)
-        else:
-            rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

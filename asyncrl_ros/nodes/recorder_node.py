@@ -10,7 +10,6 @@ with the counts. Ctrl-C or SIGTERM closes the bag: metadata.yaml plus a summary 
 from __future__ import annotations
 
 import importlib
-import signal
 import sys
 import time
 from functools import partial
@@ -23,13 +22,12 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 
 from asyncrl_ros.bag_writer import CHUNK_BYTES, BagError, BagWriter, free_bag_path
 from asyncrl_ros.nodes.common import (TOPIC_EPISODE_METRICS, TOPIC_IMAGE, TOPIC_JOINT_STATES,
                                       TOPIC_MARKERS, TOPIC_POLICY_COMMAND, TOPIC_REWARD,
                                       TOPIC_REWARD_MASK, TOPIC_ROBOT_COMMAND, TOPIC_STEP_METRICS,
-                                      TOPIC_TARGET_POSE, declare)
+                                      TOPIC_TARGET_POSE, declare, init_with_own_signals)
 
 TOPIC_DIAGNOSTICS = '/diagnostics'
 # /clock is left out: at 200 Hz it would outweigh the rest, and every stamp carries sim time.
@@ -202,10 +200,7 @@ class RecorderNode(Node):
 def main(args=None):
     # Ctrl-C and SIGTERM only set a flag that the spin loop checks between callbacks: an
     # exception raised inside a write could leave a half-written record in the chunk.
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.append(True))
+    stop = init_with_own_signals(args)
     node = None
     try:
         try:
@@ -215,7 +210,7 @@ def main(args=None):
             sys.exit(2)
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        while not stop and rclpy.ok():
+        while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.2)
     except ExternalShutdownException:
         pass
