@@ -201,7 +201,8 @@ def run_node(node_class, args=None, on_exit=None, compute: bool = False) -> None
     always runs last.
 
     SIGINT/SIGTERM only set `stop` (see init_with_own_signals), so saving and `on_exit`
-    still publish and log (arm_driver's last zero command).
+    still publish and log (arm_driver's last zero command). A node whose `done` becomes
+    true (the policy after its last episode) ends the process too.
     """
     import sys
 
@@ -224,7 +225,7 @@ def run_node(node_class, args=None, on_exit=None, compute: bool = False) -> None
             # A bounded wait, so the loop sees the flag even when no callback is due.
             spinner = SingleThreadedExecutor(context=node.context)
             spinner.add_node(node)
-            while not stop.is_set() and node.context.ok():
+            while not stop.is_set() and node.context.ok() and not getattr(node, 'done', False):
                 spinner.spin_once(timeout_sec=0.05)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

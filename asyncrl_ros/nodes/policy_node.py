@@ -12,8 +12,6 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
@@ -28,7 +26,7 @@ from asyncrl_ros.nodes.common import (COMMAND_QOS, LATCHED_QOS, METRICS_QOS, REW
                                       TOPIC_POLICY_COMMAND, TOPIC_REWARD, TOPIC_STEP_METRICS,
                                       TOPIC_TRANSITIONS, TOPIC_WEIGHTS, TRANSITION_QOS,
                                       WEIGHTS_QOS, Diagnostics, declare, declare_config,
-                                      image_to_numpy, init_with_own_signals,
+                                      image_to_numpy, run_node,
                                       stamp_ns, transition_to_msg)
 from asyncrl_ros.nodes.learner_node import TOPIC_LEARNER_STATUS
 from asyncrl_ros.remote import RemoteLearner, ShmWeightsSource, TopicWeightsSource, shm_names
@@ -341,8 +339,8 @@ class PolicyNode(Node):
         self.stacker.reset(frame)
         self.learner.start_episode(frame, proprio)
         self.t = 0
-        self.ep_return, self.ep_cycles, self.ep_random, self.ep_ages = 0.0, [], 0, []
-        self.ep_reused = 0
+        self.ep_return, self.ep_cycles, self.ep_ages = 0.0, [], []
+        self.ep_random = self.ep_reused = 0
         self.ep_start_sim = self.get_clock().now().nanoseconds * 1e-9
         self.ep_start_wall = time.monotonic()
         self.state = 'running'
@@ -462,18 +460,7 @@ class PolicyNode(Node):
 
 
 def main(args=None):
-    # Ctrl-C ends the loop but leaves the context up: saving can still log and publish.
-    stop = init_with_own_signals(args)
-    node = PolicyNode()
-    try:
-        while not stop.is_set() and rclpy.ok() and not node.done:
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(PolicyNode, args, on_exit=PolicyNode.shutdown)
 
 
 if __name__ == '__main__':
