@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 
@@ -26,6 +27,20 @@ def crop_at(images: np.ndarray, index, ys: np.ndarray, xs: np.ndarray,
     ys = np.asarray(ys)[(slice(None),) + extra]
     xs = np.asarray(xs)[(slice(None),) + extra]
     return windows[index, :, ys, xs]
+
+
+def crop_at_tensor(images: torch.Tensor, index: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor,
+                   out_h: int, out_w: int) -> torch.Tensor:
+    """`crop_at` for torch tensors on any device (the GPU replay): same arguments, same result.
+
+    The window view is as_strided; one advanced-indexing gather reads only the chosen crops.
+    """
+    n, c, h, w = images.shape
+    _check_crop(h, w, out_h, out_w)
+    sn, sc, sh, sw = images.stride()
+    windows = images.as_strided((n, c, h - out_h + 1, w - out_w + 1, out_h, out_w), (sn, sc, sh, sw, sh, sw))
+    extra = (None,) * (index.ndim - 1)
+    return windows[index, :, ys[(slice(None),) + extra], xs[(slice(None),) + extra]]
 
 
 def random_crop(images: np.ndarray, out_h: int, out_w: int, rng: np.random.Generator) -> np.ndarray:

@@ -14,6 +14,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from asyncrl_ros.device import check_device, check_precision
 from asyncrl_ros.reward import FRANKA_ALPHA
 from asyncrl_ros.sac import SACConfig
 
@@ -67,8 +68,9 @@ class RunConfig:
 
 @dataclass
 class SimConfig:
-    # < 1 lets a slow CPU stand in for the seeds' GPU without pausing the world.
-    real_time_factor: float = 1.0
+    # < 1 lets a slow CPU stand in for the seeds' GPU without pausing the world. 'auto': set
+    # from a measured sample + update (asyncrl_ros.realtime.resolve_real_time_factor).
+    real_time_factor: float | str = 1.0
     physics_dt: float = 0.001
     joint_state_rate_hz: float = 100.0
     image_period_ms: float = 40.0
@@ -142,7 +144,7 @@ class ExperimentConfig:
         positive = {
             'image.width': self.image.width, 'image.height': self.image.height,
             'task.action_cycle_ms': self.task.action_cycle_ms, 'task.episode_s': self.task.episode_s,
-            'sim.real_time_factor': self.sim.real_time_factor, 'sim.physics_dt': self.sim.physics_dt,
+            'sim.physics_dt': self.sim.physics_dt,
             'sac.batch_size': self.sac.batch_size, 'sac.replay_capacity': self.sac.replay_capacity,
             'run.training_minutes': self.run.training_minutes,
             'safety.watchdog_cycles': self.safety.watchdog_cycles,
@@ -150,6 +152,17 @@ class ExperimentConfig:
         for key, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"'{key}' must be > 0, got {value}")
+        rtf = self.sim.real_time_factor
+        if rtf != 'auto':
+            if isinstance(rtf, bool) or not isinstance(rtf, (int, float)) or not rtf > 0:
+                raise ConfigError(f"'sim.real_time_factor' must be > 0 or 'auto', got {rtf!r}")
+            self.sim.real_time_factor = float(rtf)
+        try:  # unknown names, and a CUDA device this machine lacks, before any node starts
+            check_device('sac.device', self.sac.device)
+            check_device('sac.act_device', self.sac.act_device)
+            check_precision('sac.precision', self.sac.precision)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         if self.sac.crop_height > self.image.height or self.sac.crop_width > self.image.width:
             raise ConfigError(
                 f"crop {self.sac.crop_height}x{self.sac.crop_width} is larger than the image "

@@ -34,6 +34,9 @@ class SpatialSoftmax(nn.Module):
     """Softmax over each channel's pixels, then the expected (x, y) in [-1, 1]: (B,C,H,W) -> (B,2C)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # fp32 under bf16 autocast too: the keypoints are all the heads see of the image, and
+        # bf16's 8-bit mantissa would quantise them to steps of ~1/128.
+        x = x.float()
         b, c, h, w = x.shape
         attention = F.softmax(x.flatten(2), dim=-1).view(b, c, h, w)
         xs = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype)
@@ -78,7 +81,8 @@ class Actor(nn.Module):
         self.apply(weight_init)
 
     def forward(self, features: torch.Tensor, proprio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, log_std = self.trunk(torch.cat([features, proprio], dim=-1)).chunk(2, dim=-1)
+        # .float(): under bf16 autocast the head is bf16; sampling and log-probs need fp32.
+        mu, log_std = self.trunk(torch.cat([features, proprio], dim=-1)).float().chunk(2, dim=-1)
         # Smooth bound (SAC-AE) instead of clamp, so log_std keeps a gradient at the limits.
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1.0)
         return mu, log_std
@@ -107,4 +111,5 @@ class Critic(nn.Module):
     def forward(self, features: torch.Tensor, proprio: torch.Tensor,
                 action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([features, proprio, action], dim=-1)
-        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+        # fp32 Q values under bf16 autocast too, so that targets and losses are computed in fp32.
+        return self.q1(x).float().squeeze(-1), self.q2(x).float().squeeze(-1)

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 from asyncrl_ros.config import ExperimentConfig
+from asyncrl_ros.device import resolve_device
+from asyncrl_ros.device_replay import DeviceFrameReplay
 from asyncrl_ros.replay import FrameReplay
 from asyncrl_ros.sac import SACAgent
 from asyncrl_ros.shm_weights import WeightStore
@@ -27,14 +29,22 @@ def shm_names(run_dir: str | Path) -> dict[str, str]:
     return {'weights': f'asyncrl_{digest}_weights', 'batches': f'asyncrl_{digest}_batches'}
 
 
-def make_agent(cfg: ExperimentConfig, proprio_dim: int, action_dim: int) -> SACAgent:
+def make_agent(cfg: ExperimentConfig, proprio_dim: int, action_dim: int,
+               device: str | torch.device | None = None) -> SACAgent:
+    """The agent on sac.device / sac.act_device / sac.precision, or all on `device` (acting only)."""
     stacked = (3 * cfg.sac.frame_stack, cfg.image.height, cfg.image.width)
-    return SACAgent(cfg.sac, stacked, proprio_dim, action_dim, seed=cfg.run.seed)
+    return SACAgent(cfg.sac, stacked, proprio_dim, action_dim, device=device, seed=cfg.run.seed)
 
 
-def make_replay(cfg: ExperimentConfig, proprio_dim: int, action_dim: int) -> FrameReplay:
-    return FrameReplay(cfg.sac.replay_capacity, (3, cfg.image.height, cfg.image.width),
-                       proprio_dim, action_dim, frame_stack=cfg.sac.frame_stack, seed=cfg.run.seed)
+def make_replay(cfg: ExperimentConfig, proprio_dim: int, action_dim: int,
+                device: str | torch.device | None = None) -> FrameReplay:
+    """The replay; on a CUDA `device` (the learner's, when it samples its own batches) a
+    DeviceFrameReplay whose batches stay there. Host otherwise: on the CPU that is the same
+    memory, and a replay_sampler hands numpy batches to the ring."""
+    args = (cfg.sac.replay_capacity, (3, cfg.image.height, cfg.image.width), proprio_dim, action_dim)
+    if device is not None and torch.device(device).type == 'cuda':
+        return DeviceFrameReplay(*args, frame_stack=cfg.sac.frame_stack, seed=cfg.run.seed, device=device)
+    return FrameReplay(*args, frame_stack=cfg.sac.frame_stack, seed=cfg.run.seed)
 
 
 def batch_spec(cfg: ExperimentConfig, proprio_dim: int, action_dim: int) -> dict:
@@ -122,7 +132,9 @@ class RemoteLearner:
                  send: Callable[[dict], None], weights,
                  receivers: Callable[[], int] = lambda: 1) -> None:
         torch.set_num_threads(1)   # acting is small; leave the cores to the world and learner
-        self.agent = make_agent(cfg, proprio_dim, action_dim)
+        # Acting only: the whole agent on sac.act_device (CPU by default), whatever sac.device.
+        self.agent = make_agent(cfg, proprio_dim, action_dim,
+                                device=resolve_device(cfg.sac.act_device, 'sac.act_device')[0])
         self.net = PolicyNet(self.agent)
         self.send = send
         self.receivers = receivers
@@ -213,8 +225,9 @@ class _NoReplay:
 class ReplayOwner:
     """Stores the transitions that arrive, in order, and counts what arrived and what not."""
 
-    def __init__(self, cfg: ExperimentConfig, proprio_dim: int, action_dim: int):
-        self.replay = make_replay(cfg, proprio_dim, action_dim)
+    def __init__(self, cfg: ExperimentConfig, proprio_dim: int, action_dim: int,
+                 device: str | torch.device | None = None):
+        self.replay = make_replay(cfg, proprio_dim, action_dim, device)  # device: see make_replay
         self.stored = 0
         self.missing = 0
         self.episodes = 0

@@ -7,9 +7,19 @@ t-frame_stack+1 .. t (oldest first), with indices before the episode's first fra
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from asyncrl_ros.augment import crop_at
+
+
+class Crops(NamedTuple):
+    """Random-crop offsets of one batch: obs and next obs are cropped independently."""
+    h: int
+    w: int
+    obs: tuple[np.ndarray, np.ndarray]   # (ys, xs): top-left corner of each row's crop
+    next: tuple[np.ndarray, np.ndarray]
 
 
 class FrameReplay:
@@ -26,8 +36,7 @@ class FrameReplay:
         self.capacity, self.frame_stack = int(capacity), int(frame_stack)
         self.frame_shape = tuple(int(s) for s in frame_shape)
         self.proprio_dim, self.action_dim = int(proprio_dim), int(action_dim)
-        # np.zeros maps pages lazily, so a large, mostly empty buffer costs little memory.
-        self.frames = np.zeros((capacity, *self.frame_shape), np.uint8)
+        self.frames = self._new_frames()
         self.proprio = np.zeros((capacity, proprio_dim), np.float32)  # proprioception at frame t
         self.action = np.zeros((capacity, action_dim), np.float32)    # transition (t-1 -> t)
         self.reward = np.zeros(capacity, np.float32)
@@ -50,13 +59,13 @@ class FrameReplay:
         slot = self.total % self.capacity
         if self.total >= self.capacity and self.is_first[slot]:
             self._num_first -= 1
-        self.frames[slot] = frame
         self.proprio[slot] = np.ravel(proprio)
         self.action[slot] = action
         self.reward[slot] = reward
         self.terminal[slot] = terminal
         self.is_first[slot] = first
         self.episode_start[slot] = self.total if first else self._open_episode
+        self._store(slot, frame)
         self._num_first += bool(first)
         self.total += 1
 
@@ -116,33 +125,45 @@ class FrameReplay:
         idx = t[:, None] + np.arange(-self.frame_stack, 1)
         return np.maximum(idx, self.episode_start[t % self.capacity][:, None])
 
-    def _images(self, slots: np.ndarray, crop_hw) -> np.ndarray:
-        b = len(slots)
-        if crop_hw is None:
-            images = self.frames[slots]
-        else:
-            h, w = crop_hw
-            ys = self.rng.integers(0, self.frame_shape[1] - h + 1, size=b)
-            xs = self.rng.integers(0, self.frame_shape[2] - w + 1, size=b)
-            images = crop_at(self.frames, slots, ys, xs, h, w)
-        return images.reshape(b, -1, *images.shape[-2:])
-
-    def sample(self, batch_size: int, crop_hw: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
-        """Batch for SACAgent.update; obs and next obs get independent random crops (none if crop_hw is None)."""
+    def draw(self, batch_size: int, crop_hw: tuple[int, int] | None = None) -> tuple[np.ndarray, Crops | None]:
+        """The random part of sampling: transition indices (absolute frame t of each next obs)
+        and crop offsets. Every storage (host, device) samples through this."""
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         _, h, w = self.frame_shape
         if crop_hw is not None and not (0 < crop_hw[0] <= h and 0 < crop_hw[1] <= w):
             raise ValueError(f"crop_hw {crop_hw} does not fit in frames of {self.frame_shape[1:]}")
         t = self._sample_indices(batch_size)
-        slots = self._stack_index(t) % self.capacity
-        prev, now = (t - 1) % self.capacity, t % self.capacity
+        if crop_hw is None:
+            return t, None
+        ch, cw = int(crop_hw[0]), int(crop_hw[1])
+        ys = lambda: self.rng.integers(0, h - ch + 1, size=batch_size)  # noqa: E731
+        xs = lambda: self.rng.integers(0, w - cw + 1, size=batch_size)  # noqa: E731
+        obs = ys(), xs()   # in this order: the RNG stream of earlier versions
+        return t, Crops(ch, cw, obs, (ys(), xs()))
+
+    def _slots(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Ring slots of the (B, frame_stack + 1) frames, the obs (t - 1) and the next obs (t)."""
+        return self._stack_index(t) % self.capacity, (t - 1) % self.capacity, t % self.capacity
+
+    def _images(self, slots: np.ndarray, crops: Crops | None, yx) -> np.ndarray:
+        images = self.frames[slots] if crops is None else crop_at(self.frames, slots, *yx, crops.h, crops.w)
+        return images.reshape(len(slots), -1, *images.shape[-2:])
+
+    def batch_at(self, t: np.ndarray, crops: Crops | None = None) -> dict[str, np.ndarray]:
+        """The batch of transitions ending at frames t, cropped at `crops` (see `draw`)."""
+        stacks, prev, now = self._slots(t)
+        obs_yx, next_yx = (None, None) if crops is None else (crops.obs, crops.next)
         return {
-            "obs_image": self._images(slots[:, :-1], crop_hw), "obs_proprio": self.proprio[prev],
-            "action": self.action[now], "reward": self.reward[now],
-            "next_obs_image": self._images(slots[:, 1:], crop_hw), "next_obs_proprio": self.proprio[now],
-            "not_done": (~self.terminal[now]).astype(np.float32),
+            "obs_image": self._images(stacks[:, :-1], crops, obs_yx),
+            "obs_proprio": self.proprio[prev], "action": self.action[now], "reward": self.reward[now],
+            "next_obs_image": self._images(stacks[:, 1:], crops, next_yx),
+            "next_obs_proprio": self.proprio[now], "not_done": (~self.terminal[now]).astype(np.float32),
         }
+
+    def sample(self, batch_size: int, crop_hw: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+        """Batch for SACAgent.update; obs and next obs get independent random crops (none if crop_hw is None)."""
+        return self.batch_at(*self.draw(batch_size, crop_hw))
 
     def stacked_obs(self, t: int) -> np.ndarray:
         """Uncropped (3*frame_stack, H, W) stack ending at absolute frame t (debugging, tests)."""
@@ -151,7 +172,24 @@ class FrameReplay:
         idx = self._stack_index(np.array([t]))[:, 1:]
         if idx.min() < self._oldest:
             raise ValueError(f"the stack ending at frame {t} reaches overwritten frames")
-        return self._images(idx % self.capacity, None)[0]
+        return self._frames_at(idx[0] % self.capacity).reshape(-1, *self.frame_shape[1:])
+
+    # ---------------------------------------------- frame storage (DeviceFrameReplay overrides)
+    def _new_frames(self):
+        # np.zeros maps pages lazily, so a large, mostly empty buffer costs little memory.
+        return np.zeros((self.capacity, *self.frame_shape), np.uint8)
+
+    def _store(self, slot: int, frame: np.ndarray) -> None:
+        self.frames[slot] = frame
+
+    def _frames_at(self, slots: np.ndarray) -> np.ndarray:
+        return self.frames[slots]
+
+    def _frames_head(self, stored: int) -> np.ndarray:
+        return self.frames[:stored]  # a view: saving a large replay must not double it
+
+    def _load_frames(self, frames: np.ndarray) -> None:
+        self.frames[:len(frames)] = frames
 
     @property
     def nbytes(self) -> int:
@@ -161,7 +199,8 @@ class FrameReplay:
     def state_dict(self) -> dict:
         """Stored part of the ring as numpy arrays (views), counters and RNG state."""
         stored = min(self.total, self.capacity)
-        state = {name: getattr(self, name)[:stored] for name in self._ARRAYS}
+        state = {name: getattr(self, name)[:stored] for name in self._ARRAYS if name != "frames"}
+        state["frames"] = self._frames_head(stored)
         state.update(capacity=self.capacity, frame_shape=self.frame_shape, proprio_dim=self.proprio_dim,
                      action_dim=self.action_dim, frame_stack=self.frame_stack, total=self.total,
                      open_episode=self._open_episode, rng=self.rng.bit_generator.state)
@@ -177,7 +216,10 @@ class FrameReplay:
         for name in self._ARRAYS:
             if len(state[name]) != stored:
                 raise ValueError(f"replay state array {name!r} has {len(state[name])} rows, expected {stored}")
-            getattr(self, name)[:stored] = state[name]
+            if name == "frames":
+                self._load_frames(state[name])
+            else:
+                getattr(self, name)[:stored] = state[name]
         self.total, self._open_episode = total, int(state["open_episode"])
         self._num_first = int(np.count_nonzero(self.is_first[:stored]))
         self.rng.bit_generator.state = state["rng"]

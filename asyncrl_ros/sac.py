@@ -12,8 +12,10 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from asyncrl_ros.augment import center_crop
+from asyncrl_ros.device import check_device, check_precision, resolve
 from asyncrl_ros.networks import Actor, Critic, Encoder, squashed_gaussian_sample
 
 BATCH_KEYS = ("obs_image", "obs_proprio", "action", "reward",
@@ -42,9 +44,21 @@ class SACConfig:
     crop_height: int = 88
     crop_width: int = 156
     torch_threads: int = 1  # applied by callers (torch.set_num_threads), not here
+    # Learning device: auto (CUDA if available, else CPU), cpu, cuda, cuda:N.
+    device: str = "auto"
+    # Acting network's device: one observation at a time is cheap on the CPU.
+    act_device: str = "cpu"
+    # Update precision: auto (bf16 where the hardware does it natively), fp32, bf16 (autocast;
+    # parameters, optimizer state and temperature stay fp32).
+    precision: str = "auto"
 
     def __post_init__(self):
+        check_device("SACConfig.device", self.device)
+        check_device("SACConfig.act_device", self.act_device)
+        check_precision("SACConfig.precision", self.precision)
         for f in fields(self):
+            if f.type not in ("int", "float"):
+                continue
             value = getattr(self, f.name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"SACConfig.{f.name} must be a positive number, got {value!r}")
@@ -67,7 +81,8 @@ class SACAgent:
     """Encoder + tanh-Gaussian actor + twin critics with targets, Adam optimisers and auto-temperature."""
 
     def __init__(self, cfg: SACConfig, image_shape: tuple[int, int, int], proprio_dim: int,
-                 action_dim: int, device: str | torch.device = "cpu", seed: int = 0):
+                 action_dim: int, device: str | torch.device | None = None, seed: int = 0):
+        """`device` None: learn on cfg.device and act on cfg.act_device; a device here sets both."""
         c, h, w = image_shape
         if c != 3 * cfg.frame_stack:
             raise ValueError(f"image_shape {image_shape}: expected {3 * cfg.frame_stack} channels "
@@ -77,7 +92,9 @@ class SACAgent:
                              f"{cfg.crop_height}x{cfg.crop_width}")
         if proprio_dim < 0 or action_dim <= 0:
             raise ValueError(f"bad proprio_dim={proprio_dim} or action_dim={action_dim}")
-        self.cfg, self.device = cfg, torch.device(device)
+        self.placement = resolve(cfg, device)
+        self.cfg, self.device, self.act_device = cfg, self.placement.device, self.placement.act_device
+        self.bf16 = self.placement.bf16
         self.image_shape, self.proprio_dim, self.action_dim = tuple(image_shape), proprio_dim, action_dim
         self.crop_shape = (c, cfg.crop_height, cfg.crop_width)
 
@@ -97,6 +114,13 @@ class SACAgent:
             m.to(self.device)
         self.encoder_target.requires_grad_(False)
         self.critic_target.requires_grad_(False)
+        # Acting on another device than learning (a CUDA learner, a CPU policy): a copy of
+        # encoder + actor there, refreshed on the first act() after the weights changed.
+        self._acting = nn.ModuleDict({"encoder": self.encoder, "actor": self.actor})  # no copy
+        self._act_copy = None
+        if self.act_device != self.device:
+            self._act_copy = copy.deepcopy(self._acting).to(self.act_device).requires_grad_(False)
+        self._act_stale = True
 
         self.log_alpha = torch.tensor(math.log(cfg.init_temperature), device=self.device,
                                       requires_grad=True)
@@ -109,7 +133,7 @@ class SACAgent:
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
 
         # Separate noise streams: how often we act does not change what learning samples.
-        self.act_rng = torch.Generator(device=self.device).manual_seed(seed)
+        self.act_rng = torch.Generator(device=self.act_device).manual_seed(seed)
         self.update_rng = torch.Generator(device=self.device).manual_seed(seed + 1)
         self.num_updates = 0  # critic updates so far; drives the every-N schedules
 
@@ -120,6 +144,20 @@ class SACAgent:
     def _noise(self, like: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
         return torch.randn(like.shape, generator=rng, device=like.device, dtype=like.dtype)
 
+    def _autocast(self):
+        """bf16 autocast of the forward passes (a no-op in fp32); parameters stay fp32."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def _acting_modules(self) -> tuple[nn.Module, nn.Module]:
+        if self._act_copy is None:
+            return self.encoder, self.actor
+        if self._act_stale:
+            with torch.no_grad():
+                for dst, src in zip(self._act_copy.state_dict().values(), self._acting.state_dict().values()):
+                    dst.copy_(src)
+            self._act_stale = False
+        return self._act_copy.encoder, self._act_copy.actor
+
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
     def act(self, image_u8: np.ndarray, proprio: np.ndarray, deterministic: bool = False) -> np.ndarray:
@@ -128,10 +166,11 @@ class SACAgent:
             raise ValueError(f"act: image shape {tuple(image_u8.shape)} != {self.image_shape}")
         if np.size(proprio) != self.proprio_dim:
             raise ValueError(f"act: proprio has {np.size(proprio)} values, expected {self.proprio_dim}")
+        encoder, actor = self._acting_modules()
         image = center_crop(np.asarray(image_u8), self.cfg.crop_height, self.cfg.crop_width)
-        image = torch.as_tensor(np.ascontiguousarray(image), device=self.device).unsqueeze(0)
-        proprio = torch.as_tensor(proprio, dtype=torch.float32, device=self.device).view(1, -1)
-        mu, log_std = self.actor(self.encoder(image), proprio)
+        image = torch.as_tensor(np.ascontiguousarray(image), device=self.act_device).unsqueeze(0)
+        proprio = torch.as_tensor(proprio, dtype=torch.float32, device=self.act_device).view(1, -1)
+        mu, log_std = actor(encoder(image), proprio)  # fp32: one observation is cheap
         if deterministic:
             action = torch.tanh(mu)
         else:
@@ -156,7 +195,8 @@ class SACAgent:
 
     def update_critic(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One critic (and encoder) step on the soft Bellman target."""
-        with torch.no_grad():
+        # Heads return fp32 (networks.py), so under bf16 autocast targets and losses stay fp32.
+        with torch.no_grad(), self._autocast():
             mu, log_std = self.actor(self.encoder(b["next_obs_image"]), b["next_obs_proprio"])
             next_action, next_log_prob = squashed_gaussian_sample(mu, log_std, self._noise(mu, self.update_rng))
             target_q1, target_q2 = self.critic_target(
@@ -164,8 +204,9 @@ class SACAgent:
             target_v = torch.min(target_q1, target_q2) - self.alpha * next_log_prob
             target_q = b["reward"] + b["not_done"] * self.cfg.gamma * target_v
 
-        q1, q2 = self.critic(self.encoder(b["obs_image"]), b["obs_proprio"], b["action"])
-        critic_loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
+        with self._autocast():
+            q1, q2 = self.critic(self.encoder(b["obs_image"]), b["obs_proprio"], b["action"])
+            critic_loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optimizer.step()
@@ -174,14 +215,15 @@ class SACAgent:
 
     def update_actor_and_alpha(self, obs_image: torch.Tensor, obs_proprio: torch.Tensor) -> dict[str, torch.Tensor]:
         """One actor step and one temperature step; the encoder is not touched."""
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast():
             features = self.encoder(obs_image)  # detached: the encoder learns from the critic only
-        mu, log_std = self.actor(features, obs_proprio)
-        action, log_prob = squashed_gaussian_sample(mu, log_std, self._noise(mu, self.update_rng))
-        self.critic.requires_grad_(False)  # skip critic weight gradients we would throw away
-        q1, q2 = self.critic(features, obs_proprio, action)
-        self.critic.requires_grad_(True)
-        actor_loss = (self.alpha * log_prob - torch.min(q1, q2)).mean()
+        with self._autocast():
+            mu, log_std = self.actor(features, obs_proprio)
+            action, log_prob = squashed_gaussian_sample(mu, log_std, self._noise(mu, self.update_rng))
+            self.critic.requires_grad_(False)  # skip critic weight gradients we would throw away
+            q1, q2 = self.critic(features, obs_proprio, action)
+            self.critic.requires_grad_(True)
+            actor_loss = (self.alpha * log_prob - torch.min(q1, q2)).mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_optimizer.step()
@@ -210,6 +252,7 @@ class SACAgent:
         if self.num_updates % self.cfg.critic_target_update_freq == 0:
             self.update_targets()
         self.num_updates += 1
+        self._act_stale = True
         metrics["alpha"] = self.alpha
         names = list(metrics)
         values = torch.stack([metrics[k].float() for k in names]).tolist()  # one device sync
@@ -240,8 +283,9 @@ class SACAgent:
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])  # in place: the optimizer holds this tensor
         self.num_updates = int(state["num_updates"])
-        self.act_rng.set_state(state["act_rng"].cpu())
-        self.update_rng.set_state(state["update_rng"].cpu())
+        _set_rng_state(self.act_rng, state["act_rng"])
+        _set_rng_state(self.update_rng, state["update_rng"])
+        self._act_stale = True
 
     def policy_state_dict(self) -> dict[str, torch.Tensor]:
         """Flat CPU snapshot of what acting needs (encoder + actor), safe to ship to a policy process."""
@@ -251,3 +295,11 @@ class SACAgent:
     def load_policy_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         for prefix, module in (("encoder.", self.encoder), ("actor.", self.actor)):
             module.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        self._act_stale = True
+
+
+def _set_rng_state(rng: torch.Generator, state: torch.Tensor) -> None:
+    """Restore a noise stream; a checkpoint from another device type (CPU and CUDA generators
+    keep different states) cannot continue its stream, and this one keeps its own seed."""
+    if state.numel() == rng.get_state().numel():
+        rng.set_state(state.cpu())

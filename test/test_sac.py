@@ -12,7 +12,9 @@ IMAGE, CROP, PROPRIO, ACTION, BATCH = (9, 44, 48), (40, 42), 5, 3, 16
 
 
 def small_config(**overrides) -> SACConfig:
-    return SACConfig(hidden_dim=32, num_filters=8, crop_height=CROP[0], crop_width=CROP[1], **overrides)
+    # CPU fp32 unless a test asks otherwise: 'auto' would follow the machine (CUDA, bf16 CPUs).
+    return SACConfig(**{"hidden_dim": 32, "num_filters": 8, "crop_height": CROP[0], "crop_width": CROP[1],
+                        "device": "cpu", "precision": "fp32", **overrides})
 
 
 def make_agent(seed=0, **overrides) -> SACAgent:
@@ -198,3 +200,66 @@ def test_bad_batches_and_shapes_are_rejected_clearly():
         SACAgent(small_config(), (6, 44, 48), PROPRIO, ACTION)
     with pytest.raises(ValueError, match="too small"):
         SACAgent(SACConfig(hidden_dim=32, crop_height=20, crop_width=28), (9, 24, 32), PROPRIO, ACTION)
+
+
+# ------------------------------------------------------------------ device and precision
+def test_device_and_precision_settings_are_checked():
+    with pytest.raises(ValueError, match="unknown SACConfig.device 'gpu'"):
+        SACConfig(device="gpu")
+    with pytest.raises(ValueError, match="unknown SACConfig.precision 'fp16'"):
+        SACConfig(precision="fp16")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            SACConfig(device="cuda:0")
+    assert SACConfig().device == "auto" and SACConfig().act_device == "cpu"
+
+
+def test_bf16_updates_lower_the_critic_loss_as_fp32_updates_do():
+    batch = make_batch(not_done=np.zeros(BATCH, np.float32))  # targets = rewards: pure regression
+    curves = {}
+    for precision in ("fp32", "bf16"):
+        agent = make_agent(precision=precision, hidden_dim=64)
+        assert agent.bf16 == (precision == "bf16")
+        curves[precision] = [agent.update(batch)["critic_loss"] for _ in range(80)]
+    fp32, bf16 = np.array(curves["fp32"]), np.array(curves["bf16"])
+    assert not np.array_equal(fp32, bf16), "bf16 must change the arithmetic (autocast active)"
+    assert fp32[-5:].mean() < 0.15 * fp32[:3].mean()
+    assert bf16[-5:].mean() < 0.15 * bf16[:3].mean()
+    assert abs(bf16[-5:].mean() - fp32[-5:].mean()) < 0.5 * fp32[-5:].mean() + 0.01, (fp32[-5:], bf16[-5:])
+
+
+def test_bf16_keeps_parameters_optimizer_state_and_temperature_fp32():
+    agent = make_agent(precision="bf16")
+    for i in range(3):  # includes actor and temperature steps
+        agent.update(make_batch(seed=i))
+    modules = (agent.encoder, agent.actor, agent.critic, agent.encoder_target, agent.critic_target)
+    assert all(p.dtype == torch.float32 for m in modules for p in m.parameters())
+    assert agent.log_alpha.dtype == torch.float32
+    for opt in (agent.actor_optimizer, agent.critic_optimizer, agent.alpha_optimizer):
+        moments = [v for state in opt.state.values() for k, v in state.items() if k != "step"]
+        assert moments and all(v.dtype == torch.float32 for v in moments)
+    image = np.zeros(IMAGE, np.uint8)
+    assert agent.act(image, np.zeros(PROPRIO), True).dtype == np.float32
+
+
+def test_acting_on_another_device_uses_a_copy_that_follows_learning(monkeypatch):
+    # No second device here: 'cpu:0' is another torch.device than 'cpu' for the agent's logic.
+    from asyncrl_ros import sac
+    from asyncrl_ros.device import Placement
+    monkeypatch.setattr(sac, "resolve", lambda cfg, device=None: Placement(
+        torch.device("cpu"), torch.device("cpu", 0), False))
+    agent = make_agent(seed=4)
+    reference = make_agent(seed=4)
+    monkeypatch.undo()
+    assert agent._act_copy is not None and reference._act_copy is not None
+    image = np.random.default_rng(3).integers(0, 256, IMAGE, dtype=np.uint8)
+    act = lambda a: a.act(image, np.ones(PROPRIO), deterministic=True)  # noqa: E731
+    before = act(agent)
+    agent.update(make_batch())
+    after = act(agent)
+    assert not np.array_equal(before, after), "the acting copy must pick up learned weights"
+    own = make_agent(seed=4)  # acts with its learning modules
+    own.update(make_batch())
+    np.testing.assert_array_equal(after, act(own))
+    reference.load_policy_state_dict(agent.policy_state_dict())
+    np.testing.assert_array_equal(act(reference), after)

@@ -1,0 +1,144 @@
+"""Device and precision settings, their resolution, the host<->device copy helpers and the
+auto real-time factor. Everything runs on the CPU; CUDA-only branches are not exercised here."""
+import numpy as np
+import pytest
+import torch
+
+from asyncrl_ros import device as dev
+from asyncrl_ros import realtime
+from asyncrl_ros.config import ConfigError, load_config
+from asyncrl_ros.sac import BATCH_KEYS, SACAgent, SACConfig
+from asyncrl_ros.shm_weights import WeightStore
+from asyncrl_ros.transfer import DeviceBatchLoader, HostSnapshot
+
+NO_CUDA = not torch.cuda.is_available()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize('sac, message', [
+    ({'device': 'gpu'}, "unknown sac.device 'gpu' (choose one of auto, cpu, cuda, cuda:N)"),
+    ({'device': 'cuda:x'}, "unknown sac.device 'cuda:x'"),
+    ({'act_device': 'tpu'}, "unknown sac.act_device 'tpu'"),
+    ({'precision': 'fp16'}, "unknown sac.precision 'fp16' (choose one of auto, fp32, bf16)"),
+    ({'device': 'cuda:99'}, "'sac.device' is 'cuda:99' but" if not NO_CUDA else
+     "'sac.device' is 'cuda:99' but CUDA is not available here"),
+    ({'device': 7}, "'sac.device' must be str"),
+])
+def test_device_and_precision_errors_are_one_line_from_load_config(sac, message):
+    with pytest.raises(ConfigError) as err:
+        load_config({'sac': sac})
+    text = str(err.value)
+    assert message in text and '\n' not in text, text
+
+
+@pytest.mark.skipif(not NO_CUDA, reason='this machine has CUDA')
+def test_cuda_without_cuda_says_what_to_use_instead():
+    with pytest.raises(ConfigError, match="use sac.device: auto or cpu"):
+        load_config({'sac': {'device': 'cuda'}})
+    assert load_config({'sac': {'device': 'auto', 'precision': 'bf16'}}).sac.precision == 'bf16'
+
+
+def test_real_time_factor_takes_a_number_or_auto():
+    assert load_config({'sim': {'real_time_factor': 'auto'}}).sim.real_time_factor == 'auto'
+    rtf = load_config({'sim': {'real_time_factor': 1}}).sim.real_time_factor
+    assert rtf == 1.0 and isinstance(rtf, float)
+    for bad in ('fast', 0, -0.5, True):
+        with pytest.raises(ConfigError, match="'sim.real_time_factor' must be > 0 or 'auto'"):
+            load_config({'sim': {'real_time_factor': bad}})
+
+
+def test_auto_resolves_to_the_cpu_and_fp32_or_bf16_by_the_cpu_flags(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(dev, 'cpu_bf16_flags', lambda: ())
+    p = dev.resolve(SACConfig())
+    assert (p.device, p.act_device, p.bf16) == (torch.device('cpu'), torch.device('cpu'), False)
+    assert any('no CUDA' in n for n in p.notes)
+    assert any('neither AVX-512 BF16 nor AMX' in n and 'fp32' in n for n in p.notes)
+    monkeypatch.setattr(dev, 'cpu_bf16_flags', lambda: ('amx_bf16',))
+    p = dev.resolve(SACConfig())
+    assert p.bf16 and any('amx_bf16' in n for n in p.notes)
+    # Explicit settings are taken as they are, with nothing to explain.
+    p = dev.resolve(SACConfig(device='cpu', precision='bf16'))
+    assert p.bf16 and p.notes == ()
+    assert dev.resolve(SACConfig(), device='cpu').act_device == torch.device('cpu')
+
+
+def test_cpu_bf16_flags_read_proc_cpuinfo():
+    flags = dev.cpu_bf16_flags()
+    assert set(flags) <= {'avx512_bf16', 'amx_bf16'}
+    try:
+        text = open('/proc/cpuinfo').read()
+    except OSError:
+        pytest.skip('no /proc/cpuinfo')
+    assert ('avx512_bf16' in flags) == (' avx512_bf16' in text)
+
+
+# ------------------------------------------------------------------ host <-> device copies
+def test_host_snapshot_holds_the_values_of_start_and_publishes():
+    live = {'a.weight': torch.randn(4, 3), 'b.bias': torch.randn(5)}
+    snap = HostSnapshot(live)
+    assert snap.ready() is None, 'nothing started yet'
+    assert snap.start()
+    expected = {k: v.clone() for k, v in live.items()}
+    for v in live.values():
+        v.add_(1.0)                     # the next update changes the live weights in place
+    assert not snap.start(), 'a snapshot not yet picked up is not overwritten'
+    host = snap.ready()
+    assert host is not None and snap.ready() is None
+    assert all(torch.equal(host[k], expected[k]) and host[k].device.type == 'cpu' for k in live)
+    assert snap.start() and torch.equal(snap.wait()['b.bias'], live['b.bias'])
+    with WeightStore.create(f'asyncrl_test_snap_{np.random.randint(1 << 30)}', snap.host) as store:
+        snap.start()
+        assert store.publish(snap.ready()) == 1
+        out = {k: torch.empty_like(v) for k, v in live.items()}
+        assert store.try_read(out) == 1 and all(torch.equal(out[k], live[k]) for k in live)
+
+
+def test_batch_loader_on_the_cpu_wraps_without_copying_and_feeds_an_update():
+    cfg = SACConfig(hidden_dim=64, num_filters=8, batch_size=8, crop_height=36, crop_width=36,
+                    device='cpu', precision='fp32')
+    agent = SACAgent(cfg, (9, 40, 40), 6, 2)
+    rng = np.random.default_rng(0)
+    image = lambda: rng.integers(0, 256, (8, 9, 36, 36), dtype=np.uint8)  # noqa: E731
+    batch = {'obs_image': image(), 'obs_proprio': rng.normal(size=(8, 6)).astype(np.float32),
+             'action': rng.uniform(-1, 1, (8, 2)).astype(np.float32),
+             'reward': rng.normal(size=8).astype(np.float32), 'next_obs_image': image(),
+             'next_obs_proprio': rng.normal(size=(8, 6)).astype(np.float32),
+             'not_done': np.ones(8, np.float32), 'counts': np.array([5, 0])}
+    loaded = DeviceBatchLoader('cpu')(batch)
+    assert set(loaded) == set(BATCH_KEYS), 'only the batch keys travel (not the ring counts)'
+    for k, v in loaded.items():
+        assert isinstance(v, torch.Tensor) and np.array_equal(v.numpy(), batch[k])
+        assert v.data_ptr() == batch[k].ctypes.data, 'the CPU path must not copy'
+    assert agent.update(loaded)['num_updates'] == 1
+
+
+# ------------------------------------------------------------------ auto real-time factor
+def test_real_time_factor_follows_the_measured_cost():
+    cfg = load_config({'sim': {'real_time_factor': 'auto'}, 'task': {'action_cycle_ms': 40.0}})
+    # The thesis: 45 ms of sample + update per 40 ms cycle. Twice that cost: the world at half speed.
+    factor, measured, message = realtime.resolve_real_time_factor(cfg, measure=lambda c: 90.0)
+    assert (factor, measured) == (0.5, 90.0) and '90.0 ms' in message and '0.5' in message
+    assert realtime.resolve_real_time_factor(cfg, measure=lambda c: 900.0)[0] == pytest.approx(0.05)
+    cfg.task.action_cycle_ms = 75.0        # a longer cycle leaves more time per step
+    assert realtime.resolve_real_time_factor(cfg, measure=lambda c: 900.0)[0] == pytest.approx(0.09375)
+    factor, _, message = realtime.resolve_real_time_factor(cfg, measure=lambda c: 10.0)
+    assert factor == 1.0 and 'capped at 1' in message   # a fast learner never speeds the world up
+    fixed = load_config({'sim': {'real_time_factor': 0.25}})
+    assert realtime.resolve_real_time_factor(fixed, measure=None)[:2] == (0.25, None)
+
+
+def test_real_time_factor_from_a_real_short_measurement():
+    cfg = load_config({'sim': {'real_time_factor': 'auto'}, 'image': {'width': 40, 'height': 40},
+                       'sac': {'hidden_dim': 64, 'num_filters': 8, 'batch_size': 8, 'crop_height': 36,
+                               'crop_width': 36, 'device': 'cpu', 'precision': 'fp32'}})
+    measured = realtime.measure_sample_update_ms(cfg, iters=2, warmup=1)
+    assert 0 < measured < 5000
+    factor, got, message = realtime.resolve_real_time_factor(cfg, measure=lambda c: measured)
+    assert factor == realtime.factor_for(measured, 40.0) and got == measured
+    assert 'on cpu in fp32' in message
+    assert torch.get_num_threads() == 1, 'the measurement restores the thread count'
