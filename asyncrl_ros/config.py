@@ -91,10 +91,20 @@ class SafetyConfig:
     # The policy is silent when no command came for this many action cycles.
     watchdog_cycles: float = 2.0
     joint_margin_rad: float = 0.05
-    # Velocity ramping (rad/s^2); always on for the Panda, which stops on discontinuities.
-    max_acceleration: float = 15.0
-    # Fraction of each joint's velocity limit the policy may use (actions in [-1, 1] scale to it).
+    # Every output is ramped (rad/s^2 per joint, > 0, every arm): a Panda stops on velocity
+    # steps, and the ramp is what stops the arm in time (v / a s, v^2 / 2a rad per joint). 5 is
+    # below each Franka joint's limit (7.5 on joint 2); UR publishes none.
+    max_acceleration: float = 5.0
+    # Bound on every commanded joint velocity, rad/s; 0: each joint's own limit (Franka
+    # datasheet, UR5 the thesis' 0.7). The Franka paper settings: 0.2 (ReLoD's).
+    max_velocity: float = 0.0
+    # Fraction of each joint's velocity bound the policy may use (actions in [-1, 1] scale to it).
     velocity_fraction: float = 0.5
+    # Task joint ranges, one [lower, upper] (rad) per joint; []: the arm's hardware limits.
+    joint_ranges: list = field(default_factory=list)
+    # The end effector's box in the arm's base frame, [x, y, z] (m); []: the arm's task box.
+    workspace_min: list = field(default_factory=list)
+    workspace_max: list = field(default_factory=list)
 
 
 @dataclass
@@ -126,6 +136,11 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def warnings(self) -> list[str]:
+        """Lines to print at start: bounds wider than the paper's on the Franka."""
+        from asyncrl_ros.arms import paper_bound_warnings
+        return paper_bound_warnings(self)
 
     @property
     def learning_starts(self) -> int:
@@ -178,10 +193,11 @@ class ExperimentConfig:
         if self.asynchronous.ring_slots < 2 or self.asynchronous.publish_weights_every < 1:
             raise ConfigError("'asynchronous.ring_slots' must be >= 2 and "
                               "'asynchronous.publish_weights_every' >= 1")
-        if self.arm == 'franka' and not self.safety.max_acceleration > 0:
-            # franka_hardware does not ramp: a velocity step trips the robot's reflexes.
-            raise ConfigError("'safety.max_acceleration' must be > 0 for the Franka "
-                              "(its hardware interface stops on velocity discontinuities)")
+        from asyncrl_ros.arms import configured_arm   # imports the arm models' constants
+        try:   # bounds beyond the arm's limits, a box or joint range without the home pose
+            configured_arm(self)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         if not 0 < self.safety.velocity_fraction <= 1:
             raise ConfigError("'safety.velocity_fraction' must be in (0, 1]")
         if self.run.init_random_steps < 0:

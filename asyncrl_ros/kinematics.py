@@ -39,6 +39,7 @@ PANDA_FLANGE_D = 0.107
 PANDA_Q_MIN = np.array([-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973])
 PANDA_Q_MAX = np.array([2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973])
 PANDA_DQ_MAX = np.array([2.1750, 2.1750, 2.1750, 2.1750, 2.6100, 2.6100, 2.6100])
+PANDA_DDQ_MAX = np.array([15.0, 7.5, 10.0, 12.5, 15.0, 20.0, 20.0])   # rad/s^2
 
 # Universal Robots, standard DH convention, per joint: d_i, a_i, alpha_i
 # (Universal Robots, "DH parameters for calculations of kinematics and dynamics").

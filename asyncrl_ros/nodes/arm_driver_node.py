@@ -1,12 +1,12 @@
 """arm_driver: the safety layer between the policy and the robot's velocity controller.
 
 Every command that reaches the robot passes the core SafetyFilter (clamp, joint
-limits, workspace box, ramping) on a fixed-rate timer, and a watchdog zeroes the
-output when the policy or the joint states go quiet. It also owns homing: a
-bounded joint-space move to the home pose in about `reset_s`.
+limits, ramping, workspace box, each with the ramp's stopping distance reserved) on a
+fixed-rate timer, and a watchdog zeroes the output when the policy or the joint states go
+quiet. It also owns homing: a bounded joint-space move to the home pose in about `reset_s`.
 
-Real arms: commands go to `/<velocity_controller>/commands` (ros2_control's
-JointGroupVelocityController, as franka_ros2 and ur_robot_driver use it). For a UR the
+Real arms: commands go to `/<velocity_controller>/commands` (a ros2_control forward
+velocity controller: ForwardCommandController or JointGroupVelocityController). For a UR the
 driver's speed-scaling slider is honoured (the velocity controller itself ignores it)
 and nothing is sent while the robot program is not running. For a Franka,
 `~/recover` calls franka_msgs' ErrorRecovery action where franka_msgs is installed.
@@ -24,7 +24,7 @@ from std_srvs.srv import Trigger
 
 from visualization_msgs.msg import Marker, MarkerArray
 
-from asyncrl_ros.arms import get_arm
+from asyncrl_ros.arms import configured_arm
 from asyncrl_ros_interfaces.msg import HomingStatus
 
 from asyncrl_ros.nodes.common import (run_node, COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, SERVICE_HOME,
@@ -46,7 +46,7 @@ class ArmDriverNode(Node):
     def __init__(self):
         super().__init__('arm_driver')
         cfg = declare_config(self)
-        self.arm = get_arm(cfg.arm)
+        self.arm = configured_arm(cfg)   # the config's velocity bound, joint ranges and box
         cycle = declare(self, 'action_cycle_ms', cfg.task.action_cycle_ms,
                         'Policy action cycle, ms (sets the watchdog)') / 1000.0
         self.period = declare(self, 'output_period_ms', 10.0,
@@ -55,7 +55,7 @@ class ArmDriverNode(Node):
         controller = declare(self, 'velocity_controller', 'forward_velocity_controller',
                              'ros2_control velocity controller whose ~/commands we publish')
         self.max_acceleration = cfg.safety.max_acceleration
-        self.filter = SafetyFilter(self.arm.safety_limits(cfg.safety, lookahead=cycle),
+        self.filter = SafetyFilter(self.arm.safety_limits(cfg.safety, period=self.period),
                                    self.arm.fk_position)
         watchdog_s = cfg.safety.watchdog_cycles * cycle
         self.policy_watchdog = Watchdog(watchdog_s)
@@ -95,8 +95,10 @@ class ArmDriverNode(Node):
         self.publish_homing()
         self.get_logger().info(
             f'{self.arm.name}: watchdog {watchdog_s * 1e3:.0f} ms, ramp '
-            f'{cfg.safety.max_acceleration:g} rad/s^2, workspace {self.arm.workspace_min} .. '
-            f'{self.arm.workspace_max}')
+            f'{cfg.safety.max_acceleration:g} rad/s^2, velocity bound '
+            f'{np.round(self.arm.velocity_limits, 3).tolist()} rad/s, joint ranges '
+            f'{np.round(np.stack([self.arm.joint_lower, self.arm.joint_upper], 1), 3).tolist()}, '
+            f'workspace {self.arm.workspace_min} .. {self.arm.workspace_max}')
 
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -181,9 +183,11 @@ class ArmDriverNode(Node):
             self.publish(np.zeros(self.arm.n_joints), ['state_silent'])
             return
         if self.homing_since is not None:
-            # Homing follows a joint-space path home that may graze the box's edge.
-            safe, events = self.filter.filter(self.homing_command(now), self.q, self.period,
-                                              bound_workspace=False)
+            # Homing follows a joint-space path home that may graze the box's edge, at the
+            # arm's own speed limits (the policy's bound may be far lower, e.g. the paper's).
+            safe, events = self.filter.filter(
+                self.homing_command(now), self.q, self.period, bound_workspace=False,
+                velocity_limits=self.arm.homing_velocity_limits)
             self.publish(safe, events)
             return
         if self.policy_watchdog.expired(now):
@@ -248,9 +252,8 @@ class ArmDriverNode(Node):
                 self.get_logger().warning(f'homing timed out, error {np.max(np.abs(error)):.3f} rad')
             self.homing_since = None
             self.homings_finished += 1
-            self.filter.reset()
             self.publish_homing()
-            return np.zeros(self.arm.n_joints)
+            return np.zeros(self.arm.n_joints)   # ramped down from the last homing output
         # Arrive together at reset_s; the filter bounds speed and acceleration.
         remaining = max(self.reset_s - elapsed, 0.25)
         return error / remaining
@@ -266,7 +269,7 @@ class ArmDriverNode(Node):
         if not self.context.ok():
             return
         v = np.array(self.last_output, dtype=float)
-        step = self.max_acceleration * self.period if self.max_acceleration > 0 else np.inf
+        step = self.max_acceleration * self.period
         for _ in range(int(np.ceil(np.max(np.abs(v), initial=0.0) / step))):
             v = np.sign(v) * np.maximum(np.abs(v) - step, 0.0)
             self.out_pub.publish(Float64MultiArray(data=[float(x) for x in v]))
