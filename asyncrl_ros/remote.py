@@ -78,19 +78,47 @@ def weights_to_bytes(state: dict[str, torch.Tensor]) -> bytes:
 
 
 class ShmWeightsSource:
-    """Policy side of the shared-memory weights: attach when the learner has created them."""
+    """Policy side of the shared-memory weights: attach when the learner has created them,
+    and re-attach when a restarted learner has created them anew.
+
+    Versions count on across learner restarts (a restarted learner's store starts at 1
+    again), so the versions recorded per step never go backwards.
+    """
+
+    # How often to look for a restarted learner's segment (one stat() call).
+    CHECK_EVERY_S = 0.5
 
     def __init__(self, name: str):
         self.name = name
         self.store: WeightStore | None = None
+        self.offset = 0    # versions of earlier learner lives
+        self.version = 0   # as reported: offset + the current store's version
+        self.restarts = 0
+        self.next_check = 0.0
+
+    def _attach(self, net: PolicyNet) -> WeightStore | None:
+        try:
+            return WeightStore.attach(self.name, net.state_dict())
+        except (FileNotFoundError, ValueError):
+            return None   # learner not up yet, or still writing the header
 
     def load_into(self, net: PolicyNet) -> int | None:
-        if self.store is None:
-            try:
-                self.store = WeightStore.attach(self.name, net.state_dict())
-            except FileNotFoundError:
-                return None   # learner not up yet
-        return self.store.load_into(net)
+        now = time.monotonic()
+        if self.store is None or (now >= self.next_check and self.store.replaced()):
+            self.next_check = now + self.CHECK_EVERY_S
+            fresh = self._attach(net)
+            if fresh is None:
+                return self.version or None
+            if self.store is not None:   # a restarted learner: keep counting up
+                self.store.close()
+                self.offset, self.restarts = self.version, self.restarts + 1
+            self.store = fresh
+        elif now >= self.next_check:
+            self.next_check = now + self.CHECK_EVERY_S
+        got = self.store.load_into(net)
+        if got:
+            self.version = self.offset + got
+        return self.version or None
 
     def close(self):
         if self.store is not None:
@@ -98,23 +126,33 @@ class ShmWeightsSource:
 
 
 class TopicWeightsSource:
-    """Policy side of weights that arrive as serialised bytes (ROS topic, remote learner)."""
+    """Policy side of weights that arrive as serialised bytes (ROS topic, remote learner).
+
+    Only newer versions are taken. A lower version with a newer stamp comes from a
+    restarted learner: taken, and counted on from the last version, as ShmWeightsSource
+    does."""
 
     def __init__(self):
-        self.pending: tuple[int, bytes] | None = None
+        self.pending: tuple[int, bytes, int] | None = None
         self.version = 0
+        self.raw = 0       # the learner's own count
+        self.stamp_ns = 0
+        self.offset = 0
 
-    def offer(self, version: int, data: bytes) -> None:
-        self.pending = (version, data)   # only the newest matters
+    def offer(self, version: int, data: bytes, stamp_ns: int = 0) -> None:
+        self.pending = (version, data, stamp_ns)   # only the newest matters
 
     def load_into(self, net: PolicyNet) -> int | None:
         if self.pending is None:
             return self.version if self.version else None
-        version, data = self.pending
+        version, data, stamp_ns = self.pending
         self.pending = None
-        if version > self.version:
+        restarted = version < self.raw and stamp_ns > self.stamp_ns
+        if version > self.raw or restarted:
+            if restarted:
+                self.offset = self.version
             net.load_state_dict(torch.load(io.BytesIO(data), weights_only=True))
-            self.version = version
+            self.raw, self.stamp_ns, self.version = version, stamp_ns, self.offset + version
         return self.version
 
     def close(self):

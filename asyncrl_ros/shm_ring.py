@@ -17,6 +17,7 @@ weakly ordered CPUs (ARM) this would need explicit fences, hence the warning bel
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import sys
 import threading
@@ -98,6 +99,32 @@ def _attach_untracked(name: str) -> SharedMemory:
         finally:
             resource_tracker.register = orig
     return shm
+
+
+def segment_id(name: str) -> int | None:
+    """Identity (inode) of the segment that `name` names now, or None if none does.
+
+    A process that restarts (a learner or replay_sampler brought back by the bringup)
+    creates a new segment under the old name; a peer still mapping the old one compares
+    this with `mapped_id` of its mapping to notice and re-attach."""
+    try:
+        return os.stat(f"/dev/shm/{name.lstrip('/')}").st_ino
+    except FileNotFoundError:
+        return None
+
+
+def mapped_id(shm: SharedMemory) -> int:
+    return os.fstat(shm._fd).st_ino
+
+
+def unlink_stale(name: str) -> bool:
+    """Remove a segment left under `name` by a killed owner of the same run (its creator
+    is gone, so nobody else unlinks it); True if there was one."""
+    try:
+        os.unlink(f"/dev/shm/{name.lstrip('/')}")
+        return True
+    except FileNotFoundError:
+        return False
 
 
 def close_shm(shm: SharedMemory, what: str) -> None:
@@ -334,6 +361,11 @@ class BatchRing:
     def stats(self) -> RingStats:
         return RingStats(int(self._hdr[_H_WRITE]), int(self._hdr[_H_READ]),
                          self._waits[0], self._waits[1], self._wait_s[0], self._wait_s[1])
+
+    def replaced(self) -> bool:
+        """True when the name now holds another segment (its creator restarted)."""
+        now = segment_id(self.name)
+        return now is not None and now != mapped_id(self._shm)
 
     def close(self) -> None:
         """Unmap this process's view (all returned views must be dropped first)."""

@@ -17,7 +17,8 @@ from multiprocessing.shared_memory import SharedMemory
 import numpy as np
 import torch
 
-from asyncrl_ros.shm_ring import _ALIGN, _MAX_SLEEP_S, _MIN_SLEEP_S, close_shm, open_shm, spec_hash
+from asyncrl_ros.shm_ring import (_ALIGN, _MAX_SLEEP_S, _MIN_SLEEP_S, close_shm, mapped_id,
+                                  open_shm, segment_id, spec_hash)
 
 _MAGIC = int.from_bytes(b"ASRLWTS1", "little")
 _LAYOUT_VERSION = 1
@@ -240,6 +241,11 @@ class WeightStore:
                                    f"{stall_timeout} s; {type(module).__name__} holds a torn copy")
             time.sleep(sleep)
             sleep = min(2 * sleep, _MAX_SLEEP_S)
+
+    def replaced(self) -> bool:
+        """True when the name now holds another segment (its creator restarted)."""
+        now = segment_id(self.name)
+        return now is not None and now != mapped_id(self._shm)
 
     # ----- lifetime -----
     def close(self) -> None:

@@ -1,7 +1,10 @@
 """Shared test set-up: DDS on loopback, a ROS domain of our own, node processes."""
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -10,12 +13,80 @@ from pathlib import Path
 import pytest
 import yaml
 
-# Before anything imports rclpy: stay on loopback, and never hear another test run.
+# Before anything imports rclpy: stay on loopback.
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-# A domain of our own even when the shell has one (a user's running graph must not
-# leak into the tests, nor the tests into it); ASYNCRL_TEST_DOMAIN_ID picks one by hand.
-os.environ['ROS_DOMAIN_ID'] = os.environ.get('ASYNCRL_TEST_DOMAIN_ID') or str(1 + os.getpid() % 100)
 os.environ.setdefault('MUJOCO_GL', 'egl')
+
+# Every process a test starts carries this variable (children inherit the environment,
+# also those in sessions of their own, also orphans): the fixture below finds and ends
+# them all after the test, however it ended.
+TEST_TAG_ENV = 'ASYNCRL_TEST_TAG'
+# Fast DDS maps domain ids 0..232 to ports; leave 0 (the default) to people.
+_DOMAINS = range(1, 230)
+_domain_counter = itertools.count()
+
+
+def _tagged_processes(tag: str) -> list[int]:
+    """PIDs (not ours) whose environment holds TEST_TAG_ENV=tag."""
+    needle = f'{TEST_TAG_ENV}={tag}'.encode()
+    found = []
+    for entry in os.scandir('/proc'):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f'/proc/{entry.name}/environ', 'rb') as f:
+                if needle not in f.read().split(b'\0'):
+                    continue
+            with open(f'/proc/{entry.name}/cmdline', 'rb') as f:
+                cmdline = f.read()
+            with open(f'/proc/{entry.name}/stat') as f:
+                ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue   # gone, or a kernel thread
+        if ppid == os.getpid() and b'resource_tracker' in cmdline:
+            continue   # this pytest process's own shared-memory tracker: it serves all tests
+        found.append(int(entry.name))
+    return found
+
+
+def end_tagged_processes(tag: str, grace: float = 10.0) -> list[int]:
+    """SIGTERM every process of a test, then SIGKILL what is left after `grace` s."""
+    pids = _tagged_processes(tag)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _tagged_processes(tag) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in _tagged_processes(tag):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
+
+
+@pytest.fixture(autouse=True)
+def own_ros_domain_and_processes(request):
+    """Each test: a ROS domain of its own (a user's graph or an earlier test's leftovers
+    are never heard), and every process it started ended afterwards, even when it
+    failed or timed out. ASYNCRL_TEST_DOMAIN_ID pins the domain by hand."""
+    domain = os.environ.get('ASYNCRL_TEST_DOMAIN_ID') or str(
+        _DOMAINS[(os.getpid() * 7 + next(_domain_counter)) % len(_DOMAINS)])
+    tag = f'{os.getpid()}-{request.node.nodeid}'.replace(' ', '_')
+    saved = {k: os.environ.get(k) for k in ('ROS_DOMAIN_ID', TEST_TAG_ENV)}
+    os.environ['ROS_DOMAIN_ID'] = domain
+    os.environ[TEST_TAG_ENV] = tag
+    try:
+        yield domain
+    finally:
+        left = end_tagged_processes(tag)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if left:
+            print(f'\n[conftest] ended {len(left)} process(es) left by {request.node.nodeid}')
+
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +103,7 @@ class NodeProcess:
     """One package node in its own OS process, as the bringup starts it."""
 
     def __init__(self, node: str, config_file: Path, params: dict | None = None):
-        cmd = [sys.executable, '-m', f'asyncrl_ros.nodes.{node}_node', '--ros-args',
+        cmd = [sys.executable, '-m', 'asyncrl_ros.nodes', node, '--ros-args',
                '-p', f'config_file:={config_file}']
         for key, value in (params or {}).items():
             value = str(value).lower() if isinstance(value, bool) else value

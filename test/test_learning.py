@@ -2,6 +2,8 @@
 picked up by a remote policy through shared memory, and the replay owner's counts."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -110,6 +112,60 @@ def test_topic_weights_take_only_newer_versions():
     assert remote.weights_version == 2
     for mine, theirs in zip(remote.agent.actor.parameters(), b.actor.parameters()):
         assert torch.equal(mine, theirs)
+
+
+def test_topic_weights_from_a_restarted_learner_count_on():
+    cfg = tiny()
+    a, b = make_agent(cfg, P, A), make_agent(cfg, P, A)
+    with torch.no_grad():
+        for p in b.actor.parameters():
+            p.mul_(-1)
+    source = TopicWeightsSource()
+    remote = RemoteLearner(cfg, P, A, lambda t: None, source)
+    source.offer(5, weights_to_bytes(policy_tensors(a)), stamp_ns=100)
+    remote.poll_weights(0)
+    source.offer(1, weights_to_bytes(policy_tensors(b)), stamp_ns=200)   # a new learner
+    remote.poll_weights(1)
+    assert remote.weights_version == 6
+    for mine, theirs in zip(remote.agent.actor.parameters(), b.actor.parameters()):
+        assert torch.equal(mine, theirs)
+
+
+def test_shm_weights_source_reattaches_to_a_restarted_learner(monkeypatch):
+    from asyncrl_ros.remote import PolicyNet, ShmWeightsSource
+    from asyncrl_ros.shm_weights import WeightStore
+    monkeypatch.setattr(ShmWeightsSource, 'CHECK_EVERY_S', 0.0)
+    cfg = tiny()
+    a, b = make_agent(cfg, P, A), make_agent(cfg, P, A)
+    with torch.no_grad():
+        for p in b.actor.parameters():
+            p.mul_(-1)
+    name = f'asyncrl_test_{os.getpid()}_reattach'
+    first = WeightStore.create(name, policy_tensors(a))
+    source = ShmWeightsSource(name)
+    net = PolicyNet(make_agent(cfg, P, A))
+    try:
+        first.publish(policy_tensors(a))
+        first.publish(policy_tensors(a))
+        assert source.load_into(net) == 2
+        first.close()
+        first.unlink()   # the learner died; its segment is gone
+        assert source.load_into(net) == 2   # acting on the last weights meanwhile
+        second = WeightStore.create(name, policy_tensors(b))
+        try:
+            assert source.load_into(net) == 2   # restarted, nothing published yet
+            second.publish(policy_tensors(b))
+            assert source.load_into(net) == 3
+            for mine, theirs in zip(net.actor.parameters(), b.actor.parameters()):
+                assert torch.equal(mine, theirs)
+        finally:
+            source.close()
+            second.close()
+            second.unlink()
+    finally:
+        if not first._unlinked:
+            first.close()
+            first.unlink()
 
 
 def test_replay_owner_counts_stored_and_missing_transitions():

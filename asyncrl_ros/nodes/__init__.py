@@ -1,0 +1,46 @@
+"""The package's ROS nodes, one class per module, and what a node process does first.
+
+A node process spends seconds importing rclpy and torch. A Ctrl-C or SIGTERM in that time
+would raise inside an import (a traceback, or a C++ abort from inside pybind11), and a
+bringup that dies then would leave the node running. `python -m asyncrl_ros.nodes NAME`
+therefore takes over both signals and asks to die with its supervisor before importing
+anything heavy; run_node later reuses the same STOP event.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+# The bringup names itself in this variable, so that a node it started can tell whether it
+# is already an orphan (its supervisor died before the node asked to be told).
+SUPERVISOR_PID_ENV = 'ASYNCRL_SUPERVISOR_PID'
+
+# Set by SIGINT/SIGTERM, and by the supervisor's death, once take_over_signals ran.
+STOP = threading.Event()
+
+
+def take_over_signals() -> threading.Event:
+    """SIGINT/SIGTERM only set STOP: the node's loop ends, and its clean-up still runs."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: STOP.set())
+    end_with_supervisor(STOP)
+    return STOP
+
+
+def end_with_supervisor(stop: threading.Event) -> None:
+    """Set `stop` (via SIGTERM) when the process that started this node dies.
+
+    A node whose bringup was SIGKILLed, OOM-killed or lost its terminal must not go on
+    driving a robot nobody watches: the kernel sends SIGTERM at the parent's death
+    (PR_SET_PDEATHSIG), and the usual stop path runs (the arm_driver ramps to zero).
+    """
+    import ctypes
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)   # 1 = PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass   # not Linux: ros2 launch and the bringup still signal every node
+    expected = os.environ.get(SUPERVISOR_PID_ENV)
+    if expected and os.getppid() != int(expected):
+        stop.set()   # orphaned before the prctl took effect

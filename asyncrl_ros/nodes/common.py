@@ -9,6 +9,7 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
                        qos_profile_sensor_data)
 
 from asyncrl_ros.config import ExperimentConfig, load_config
+from asyncrl_ros.nodes import take_over_signals
 
 # Camera frames and joint states: the newest value matters, a late one is useless.
 SENSOR_QOS = qos_profile_sensor_data
@@ -178,48 +179,83 @@ def init_with_own_signals(args=None):
     """rclpy.init, with SIGINT/SIGTERM setting the returned Event instead of shutting the
     context down (rclpy's own handler does that at once, and an exception it raises inside
     a callback can leave work half done): the caller's spin loop, with bounded waits, ends
-    and its clean-up can still publish and log to /rosout."""
-    import signal
-    import threading
-
+    and its clean-up can still publish and log to /rosout. The Event is also set when the
+    node's supervisor dies, and it is the one `python -m asyncrl_ros.nodes` set up before
+    the imports, so a signal that came during them is not lost."""
     import rclpy
     from rclpy.signals import SignalHandlerOptions
-    stop = threading.Event()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
+    return take_over_signals()
+
+
+def exit_process(code: int) -> None:
+    """End the process now, once its state is saved and the arm is safe.
+
+    A normal interpreter exit can hang in finalizers while a daemon thread still spins
+    an executor whose context is gone (seen: replay_sampler at 80 % CPU, never exiting),
+    or abort in C++ destructors ('terminate called without an active exception').
+    Nothing is left to run at that point, so skip the interpreter's teardown."""
+    import os
+    import sys
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _guarded(node, what: str, fn, *args) -> bool:
+    """Run one clean-up step; a failure (disk full, read-only folder) is one line, and the
+    remaining steps (the arm's zero command) still run."""
+    import sys
+    try:
+        fn(*args)
+        return True
+    except Exception as err:  # noqa: BLE001 - any failure here must not skip the rest
+        line = f'could not {what}: {type(err).__name__}: {err}'
+        try:
+            node.get_logger().error(line)
+        except Exception:  # noqa: BLE001 - context already gone: stderr still works
+            print(f'[{node.get_name()}] {line}', file=sys.stderr, flush=True)
+        return False
 
 
 def run_node(node_class, args=None, on_exit=None, compute: bool = False) -> None:
-    """The life of one node process: init, build, spin, clean up.
+    """The life of one node process: init, build, spin, clean up, exit.
 
     A bad parameter or config ends the process with one line and exit code 2. With
     `compute`, ROS callbacks run in a background thread and the main thread runs the
     node's `run(stop)` loop (learner, replay_sampler) until `stop` is set, and the
     node's `save()` and `close()` run on the way out, however it ends; `on_exit(node)`
-    always runs last.
+    always runs last, even when saving failed.
 
-    SIGINT/SIGTERM only set `stop` (see init_with_own_signals), so saving and `on_exit`
-    still publish and log (arm_driver's last zero command). A node whose `done` becomes
-    true (the policy after its last episode) ends the process too.
+    SIGINT/SIGTERM (and the supervisor's death) only set `stop` (see
+    init_with_own_signals), so saving and `on_exit` still publish and log (arm_driver's
+    last zero command). A node whose `done` becomes true (the policy after its last
+    episode) ends the process too. The process always ends through exit_process: no
+    thread can keep it alive.
     """
     import sys
 
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     stop = init_with_own_signals(args)
+    if stop.is_set():   # stopped while importing: nothing was done, nothing to undo
+        rclpy.try_shutdown()
+        exit_process(0)
     try:
         node = node_class()
     except ValueError as err:   # ConfigError is one
         print(f'[{getattr(node_class, "NAME", node_class.__name__)}] error: {err}',
               file=sys.stderr, flush=True)
         rclpy.try_shutdown()
-        sys.exit(2)
-    executor = None
+        exit_process(2)
+    executor = thread = None
+    code = 0
     try:
         if compute:
-            executor, _ = spin_in_background(node)
+            executor, thread = spin_in_background(node)
             node.run(stop)
         else:
             # A bounded wait, so the loop sees the flag even when no callback is due.
@@ -229,13 +265,22 @@ def run_node(node_class, args=None, on_exit=None, compute: bool = False) -> None
                 spinner.spin_once(timeout_sec=0.05)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception as err:  # noqa: BLE001 - still save what was learned, still stop the arm
+        node.get_logger().error(f'{type(err).__name__}: {err}')
+        import traceback
+        traceback.print_exc()
+        code = 1
     finally:
         if compute:
-            node.save()
-            node.close()
+            _guarded(node, 'save', node.save)
+            _guarded(node, 'close', node.close)
         if on_exit is not None:
-            on_exit(node)
+            _guarded(node, 'finish', on_exit, node)
         if executor is not None:
             executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
+            thread.join(timeout=2.0)
+        try:
+            node.destroy_node()
+        finally:
+            rclpy.try_shutdown()
+            exit_process(code)

@@ -22,7 +22,7 @@ from asyncrl_ros.nodes.common import (run_node, TOPIC_TRANSITIONS, TRANSITION_QO
                                       msg_to_transition)
 from asyncrl_ros.nodes.learner_node import REPLAY_CHECKPOINT, ring_spec
 from asyncrl_ros.remote import ReplayOwner, shm_names
-from asyncrl_ros.shm_ring import BatchRing
+from asyncrl_ros.shm_ring import BatchRing, unlink_stale
 from asyncrl_ros_interfaces.msg import Transition
 
 
@@ -43,10 +43,14 @@ class ReplaySamplerNode(Node):
             self.owner.replay.load_state_dict(state['replay'])
             self.owner.load_state_dict(state['extra']['owner'])
             self.batches = int(state['extra']['batches'])
+            self.get_logger().info(f'resumed with a replay of {len(self.owner.replay)} '
+                                   f'transitions, {self.batches} batches sampled')
         else:
             self.batches = 0
-        self.ring = BatchRing.create(shm_names(self.run_dir)['batches'], ring_spec(cfg, 3 * n, n),
-                                     cfg.asynchronous.ring_slots)
+        self.saved_at_episode = self.owner.episodes
+        name = shm_names(self.run_dir)['batches']
+        unlink_stale(name)   # a killed sampler's (the learner re-attaches to the new one)
+        self.ring = BatchRing.create(name, ring_spec(cfg, 3 * n, n), cfg.asynchronous.ring_slots)
         self.inbox: deque = deque()
         self.create_subscription(Transition, TOPIC_TRANSITIONS, lambda m: self.inbox.append(m),
                                  TRANSITION_QOS)
@@ -61,6 +65,9 @@ class ReplaySamplerNode(Node):
         while not stop.is_set() and rclpy.ok():
             while self.inbox:
                 self.owner.ingest(msg_to_transition(self.inbox.popleft()))
+            every = cfg.run.checkpoint_every_episodes
+            if every > 0 and self.owner.episodes - self.saved_at_episode >= every:
+                self.save()   # what a restart after a crash continues from
             allowed = cfg.run.max_updates_per_step * self.owner.learning_steps(cfg.learning_starts)
             if self.batches + 1 > allowed or len(self.owner.replay) < cfg.sac.batch_size:
                 time.sleep(0.005)
@@ -80,6 +87,7 @@ class ReplaySamplerNode(Node):
             self.owner.ingest(msg_to_transition(self.inbox.popleft()))
         save_checkpoint(self.run_dir / REPLAY_CHECKPOINT, None, self.owner.replay,
                         {'owner': self.owner.state_dict(), 'batches': self.batches})
+        self.saved_at_episode = self.owner.episodes
         stats = {**self.owner.stats(), 'batches': self.batches,
                  'ring': dataclasses.asdict(self.ring.stats())}
         (self.run_dir / 'replay_stats.json').write_text(json.dumps(stats, indent=2, default=str))
