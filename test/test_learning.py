@@ -97,12 +97,21 @@ def test_remote_policy_picks_up_new_weights_from_shared_memory():
         store.unlink()
 
 
-def test_topic_weights_take_only_newer_versions():
+def two_different_agents():
     cfg = tiny()
     a, b = make_agent(cfg, P, A), make_agent(cfg, P, A)
     with torch.no_grad():
         for p in b.actor.parameters():
             p.mul_(-1)
+    return cfg, a, b
+
+
+def same_actor(x, y) -> bool:
+    return all(torch.equal(m, t) for m, t in zip(x.parameters(), y.parameters()))
+
+
+def test_topic_weights_take_only_newer_versions():
+    cfg, a, b = two_different_agents()
     source = TopicWeightsSource()
     remote = RemoteLearner(cfg, P, A, lambda t: None, source)
     source.offer(2, weights_to_bytes(policy_tensors(b)))
@@ -110,16 +119,11 @@ def test_topic_weights_take_only_newer_versions():
     source.offer(1, weights_to_bytes(policy_tensors(a)))   # stale: ignored
     remote.poll_weights(1)
     assert remote.weights_version == 2
-    for mine, theirs in zip(remote.agent.actor.parameters(), b.actor.parameters()):
-        assert torch.equal(mine, theirs)
+    assert same_actor(remote.agent.actor, b.actor)
 
 
 def test_topic_weights_from_a_restarted_learner_count_on():
-    cfg = tiny()
-    a, b = make_agent(cfg, P, A), make_agent(cfg, P, A)
-    with torch.no_grad():
-        for p in b.actor.parameters():
-            p.mul_(-1)
+    cfg, a, b = two_different_agents()
     source = TopicWeightsSource()
     remote = RemoteLearner(cfg, P, A, lambda t: None, source)
     source.offer(5, weights_to_bytes(policy_tensors(a)), stamp_ns=100)
@@ -127,19 +131,14 @@ def test_topic_weights_from_a_restarted_learner_count_on():
     source.offer(1, weights_to_bytes(policy_tensors(b)), stamp_ns=200)   # a new learner
     remote.poll_weights(1)
     assert remote.weights_version == 6
-    for mine, theirs in zip(remote.agent.actor.parameters(), b.actor.parameters()):
-        assert torch.equal(mine, theirs)
+    assert same_actor(remote.agent.actor, b.actor)
 
 
 def test_shm_weights_source_reattaches_to_a_restarted_learner(monkeypatch):
     from asyncrl_ros.remote import PolicyNet, ShmWeightsSource
     from asyncrl_ros.shm_weights import WeightStore
     monkeypatch.setattr(ShmWeightsSource, 'CHECK_EVERY_S', 0.0)
-    cfg = tiny()
-    a, b = make_agent(cfg, P, A), make_agent(cfg, P, A)
-    with torch.no_grad():
-        for p in b.actor.parameters():
-            p.mul_(-1)
+    cfg, a, b = two_different_agents()
     name = f'asyncrl_test_{os.getpid()}_reattach'
     first = WeightStore.create(name, policy_tensors(a))
     source = ShmWeightsSource(name)
@@ -156,8 +155,7 @@ def test_shm_weights_source_reattaches_to_a_restarted_learner(monkeypatch):
             assert source.load_into(net) == 2   # restarted, nothing published yet
             second.publish(policy_tensors(b))
             assert source.load_into(net) == 3
-            for mine, theirs in zip(net.actor.parameters(), b.actor.parameters()):
-                assert torch.equal(mine, theirs)
+            assert same_actor(net.actor, b.actor)
         finally:
             source.close()
             second.close()
