@@ -7,6 +7,7 @@ starts lives in config/profiles.yaml, the parameters each node gets in the bring
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,7 +244,10 @@ def launch_setup(context, prefix_or_name: str, modes: Sequence[str], arg_names: 
 
     args = {name: context.launch_configurations.get(name, '') for name in arg_names}
     p = plan_from_arguments(profile_name(prefix_or_name, modes, args.get('mode', '')), args)
+    measured = bringup.preflight(p.config)   # real_time_factor auto; a GPU replay that fits
     write_run(p)
+    if measured:
+        (p.run_dir / 'realtime.json').write_text(json.dumps(measured, indent=2))
     actions = [SetEnvironmentVariable(k, v) for k, v in p.env.items()]
     actions.append(LogInfo(msg=f'[asyncrl] {p.summary()}'))
     if p.driver_hint:

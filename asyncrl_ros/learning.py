@@ -13,8 +13,7 @@ import numpy as np
 import torch
 
 from asyncrl_ros.config import ExperimentConfig
-from asyncrl_ros.replay import FrameReplay
-from asyncrl_ros.sac import SACAgent
+from asyncrl_ros.remote import make_agent, make_replay
 
 
 class FrameStacker:
@@ -40,11 +39,9 @@ class InProcessLearner:
     def __init__(self, cfg: ExperimentConfig, proprio_dim: int, action_dim: int):
         self.cfg = cfg
         torch.set_num_threads(cfg.sac.torch_threads)
-        frame_shape = (3, cfg.image.height, cfg.image.width)
-        stacked = (3 * cfg.sac.frame_stack, cfg.image.height, cfg.image.width)
-        self.agent = SACAgent(cfg.sac, stacked, proprio_dim, action_dim, seed=cfg.run.seed)
-        self.replay = FrameReplay(cfg.sac.replay_capacity, frame_shape, proprio_dim, action_dim,
-                                  frame_stack=cfg.sac.frame_stack, seed=cfg.run.seed)
+        # On a GPU the replay lives there too: sampling is a gather on the device.
+        self.agent = make_agent(cfg, proprio_dim, action_dim)
+        self.replay = make_replay(cfg, proprio_dim, action_dim, device=self.agent.device)
         self.updates = 0
         self.steps = 0
         self.last_metrics: dict = {}

@@ -1,10 +1,12 @@
 """`sim.real_time_factor: auto`: slow the simulated world just enough that learning keeps the
 thesis' pace. No ROS here.
 
-The thesis' Seq-SAC baseline spent 45 ms on sampling + update (Table 5.2: 21 + 24 ms, RTX
-2080Ti) against a 40 ms action cycle. A world slowed by factor f stretches a cycle of c ms
-of simulated time to c / f ms of wall time; one sample + update of m ms takes the thesis'
-share of it when m / (c / f) = 45 / 40, so f = min(1, (45 / 40) * c / m).
+The thesis' baseline spent 45 ms on sampling + update (Table 5.2: 21 + 24 ms, RTX 2080Ti)
+against a 40 ms async action cycle. A world slowed by factor f turns m ms of wall time into
+m * f ms of simulated time, so one sample + update of m ms costs the thesis' 45 ms of world
+time when f = min(1, 45 / m): 45/40 of a 40 ms cycle, as in the thesis. The factor does not
+depend on the cycle: sync's longer cycle (75 ms) must meet the same update cost in world
+time as async's 40 ms, or the comparison of the two would favour one by construction.
 """
 from __future__ import annotations
 
@@ -19,17 +21,19 @@ import torch
 
 from asyncrl_ros.arms import get_arm
 from asyncrl_ros.device import resolve
+from asyncrl_ros.device_replay import check_replay_fits
 from asyncrl_ros.remote import make_agent, make_replay
 
 THESIS_SAMPLE_UPDATE_MS = 21.0 + 24.0   # thesis Table 5.2, baseline, Seq-SAC
 THESIS_CYCLE_MS = 40.0
 
 
-def factor_for(measured_ms: float, cycle_ms: float) -> float:
-    """The real-time factor that gives a sample + update of `measured_ms` the thesis' share."""
+def factor_for(measured_ms: float) -> float:
+    """The real-time factor at which a sample + update of `measured_ms` costs the world the
+    thesis' 45 ms."""
     if not measured_ms > 0:
         raise ValueError(f"measured cost must be > 0 ms, got {measured_ms}")
-    return min(1.0, THESIS_SAMPLE_UPDATE_MS / THESIS_CYCLE_MS * cycle_ms / measured_ms)
+    return min(1.0, THESIS_SAMPLE_UPDATE_MS / measured_ms)
 
 
 def measure_sample_update_ms(cfg, iters: int = 3, warmup: int = 1) -> float:
@@ -80,26 +84,34 @@ def resolve_real_time_factor(cfg, measure: Callable[..., float] = measure_sample
     if rtf != 'auto':
         return float(rtf), None, f"real-time factor {float(rtf):g} (from the configuration)"
     measured = measure(cfg)
-    factor = factor_for(measured, cfg.task.action_cycle_ms)
+    factor = factor_for(measured)
     where = resolve(cfg.sac)
     return factor, measured, (
         f"real-time factor auto: one sample + update (batch {cfg.sac.batch_size}, "
         f"{cfg.image.width}x{cfg.image.height}) takes {measured:.1f} ms on {where.device} in "
         f"{where.precision}; the thesis took {THESIS_SAMPLE_UPDATE_MS:g} ms per "
-        f"{THESIS_CYCLE_MS:g} ms cycle, so for a {cfg.task.action_cycle_ms:g} ms cycle the "
-        f"world runs at {factor:.4g}" + (" (capped at 1)" if factor == 1.0 else ""))
+        f"{THESIS_CYCLE_MS:g} ms cycle, so the world runs at {factor:.4g}"
+        + (" (capped at 1)" if factor == 1.0 else ""))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m asyncrl_ros.realtime CONFIG.yaml... [--set key=value]...`: measure in a process
-    of its own (a CUDA context in the bringup would hold GPU memory all run) and print one JSON
-    object {factor, measured_ms, message}."""
+    """`python -m asyncrl_ros.realtime CONFIG.yaml... [--set key=value]...`: the bringup's
+    preflight, in a process of its own (a CUDA context in the bringup would hold GPU memory
+    all run): check that a GPU replay fits, measure, and print one JSON object
+    {factor, measured_ms, message}, or {error} and exit code 2."""
     from asyncrl_ros.config import load_config, parse_override
     args, sources = list(sys.argv[1:] if argv is None else argv), []
     while args:
         arg = args.pop(0)
         sources.append(parse_override(args.pop(0)) if arg == '--set' else arg)
-    factor, measured, message = resolve_real_time_factor(load_config(*sources))
+    try:
+        cfg = load_config(*sources)
+        n = get_arm(cfg.arm).n_actuated
+        check_replay_fits(cfg, 3 * n, n)   # a GPU replay that cannot fit: one line, now
+        factor, measured, message = resolve_real_time_factor(cfg)
+    except ValueError as err:
+        print(json.dumps({'error': str(err)}))
+        sys.exit(2)
     print(json.dumps({'factor': factor, 'measured_ms': measured, 'message': message}))
 
 

@@ -124,8 +124,8 @@ def test_real_time_factor_follows_the_measured_cost():
     factor, measured, message = realtime.resolve_real_time_factor(cfg, measure=lambda c: 90.0)
     assert (factor, measured) == (0.5, 90.0) and '90.0 ms' in message and '0.5' in message
     assert realtime.resolve_real_time_factor(cfg, measure=lambda c: 900.0)[0] == pytest.approx(0.05)
-    cfg.task.action_cycle_ms = 75.0        # a longer cycle leaves more time per step
-    assert realtime.resolve_real_time_factor(cfg, measure=lambda c: 900.0)[0] == pytest.approx(0.09375)
+    cfg.task.action_cycle_ms = 75.0   # sync's cycle: the same world-time cost per update
+    assert realtime.resolve_real_time_factor(cfg, measure=lambda c: 900.0)[0] == pytest.approx(0.05)
     factor, _, message = realtime.resolve_real_time_factor(cfg, measure=lambda c: 10.0)
     assert factor == 1.0 and 'capped at 1' in message   # a fast learner never speeds the world up
     fixed = load_config({'sim': {'real_time_factor': 0.25}})
@@ -139,6 +139,6 @@ def test_real_time_factor_from_a_real_short_measurement():
     measured = realtime.measure_sample_update_ms(cfg, iters=2, warmup=1)
     assert 0 < measured < 5000
     factor, got, message = realtime.resolve_real_time_factor(cfg, measure=lambda c: measured)
-    assert factor == realtime.factor_for(measured, 40.0) and got == measured
+    assert factor == realtime.factor_for(measured) and got == measured
     assert 'on cpu in fp32' in message
     assert torch.get_num_threads() == 1, 'the measurement restores the thread count'
