@@ -36,5 +36,6 @@ setup(
     license='Apache-2.0',
     entry_points={'console_scripts': [f'{name} = {target}' for name, target in NODES.items()]
                   + ['asyncrl = asyncrl_ros.bringup:main',
-                     'asyncrl-compare = asyncrl_ros.compare:main']},
+                     'asyncrl-compare = asyncrl_ros.compare:main',
+                     'asyncrl-reproduce = asyncrl_ros.reproduce:main']},
 )

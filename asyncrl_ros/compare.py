@@ -5,12 +5,15 @@ Figure 6), total updates per run (Figure 7) and component times (thesis Table 5.
 
 Runs are grouped by label (config.yaml's mode, run.yaml's profile, or the folder name).
 Writes learning_curves.{csv,png}, updates.csv, updates_summary.csv, updates.png and
-components.csv into --out, and prints the component table.
+components.csv into --out, and prints the component table. Runs evaluated with
+`asyncrl --eval N` (eval.json) also give evaluation.csv: each run's mean deterministic
+return with its 95% CI over episodes, and per group the mean over runs with its CI.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +47,7 @@ class Run:
     returns: np.ndarray
     updates: int             # total SAC updates at the last logged episode
     steps: dict | None       # component -> values in ms; None without steps.csv
+    evaluation: dict | None = None   # eval.json of `asyncrl --eval N`, if the run has one
 
 
 def t95(n: int) -> float:
@@ -114,7 +118,15 @@ def load_run(run_dir: str | Path, label_by: str = LABEL_BY[0]) -> Run:
                      for c in COMPONENTS}
         except ValueError as err:
             raise RunError(f'{steps_path}: unreadable ({err})') from err
-    return Run(run_dir, label, wall[order], returns[order], updates, steps)
+    evaluation = None
+    eval_path = run_dir / 'eval.json'
+    if eval_path.exists():
+        try:
+            evaluation = json.loads(eval_path.read_text())
+            float(evaluation['mean_return'])
+        except (ValueError, KeyError, TypeError) as err:
+            raise RunError(f'{eval_path}: unreadable ({err})') from err
+    return Run(run_dir, label, wall[order], returns[order], updates, steps, evaluation)
 
 
 def smooth(returns: np.ndarray, window: int) -> np.ndarray:
@@ -180,6 +192,27 @@ def component_table(groups: dict[str, list[Run]]) -> list[dict]:
                 rows.append({'label': label, 'run': run_name, 'component': name,
                              'median_ms': s['median'], 'p99_ms': s['p99'], 'mean_ms': s['mean'],
                              'n': s['n']})
+    return rows
+
+
+def evaluation_table(groups: dict[str, list[Run]]) -> list[dict]:
+    """Per evaluated run its mean return and CI (over episodes); per group (run = 'all')
+    the mean of the runs' means and its CI over runs."""
+    rows = []
+    for label, runs in groups.items():
+        evaluated = [r for r in runs if r.evaluation]
+        if not evaluated:
+            continue
+        for r in evaluated:
+            e = r.evaluation
+            half = e.get('ci95_half')   # null: one episode, no CI
+            rows.append({'label': label, 'run': str(r.dir), 'n': e.get('episodes'),
+                         'mean_return': float(e['mean_return']),
+                         'ci95_half': float('nan') if half is None else float(half),
+                         'updates': e.get('updates')})
+        mean, half = mean_ci([[float(r.evaluation['mean_return'])] for r in evaluated])
+        rows.append({'label': label, 'run': 'all', 'n': len(evaluated),
+                     'mean_return': float(mean[0]), 'ci95_half': float(half[0]), 'updates': ''})
     return rows
 
 
@@ -281,14 +314,21 @@ def main(argv=None) -> int:
     curves = learning_curves(groups, args.smooth, args.points)
     per_run, summary = update_tables(groups)
     components = component_table(groups)
+    evaluations = evaluation_table(groups)
     write_csv(out / 'learning_curves.csv', curves)
     write_csv(out / 'updates.csv', per_run)
     write_csv(out / 'updates_summary.csv', summary)
     write_csv(out / 'components.csv', components)
+    write_csv(out / 'evaluation.csv', evaluations)
+    if not evaluations:   # none of these runs was evaluated: no stale table from earlier ones
+        (out / 'evaluation.csv').unlink(missing_ok=True)
     plot(curves, per_run, summary, out)
     for s in summary:
         print(f"{s['label']:<12} runs {s['n_runs']:>3}   updates {s['mean_updates']:>10.0f}"
               f" ± {s['ci95_half']:.0f} (95% CI)")
+    for e in (r for r in evaluations if r['run'] == 'all'):
+        print(f"{e['label']:<12} evaluated runs {e['n']:>3}   deterministic return "
+              f"{e['mean_return']:>8.1f} ± {e['ci95_half']:.1f} (95% CI over runs)")
     print(format_components(components))
     print(f'asyncrl-compare: wrote {out}')
     return 0

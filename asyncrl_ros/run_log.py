@@ -24,6 +24,17 @@ STEP_FIELDS = ('step', 'episode', 'cycle_ms', 'wall_cycle_ms', 'action_ms', 'sam
 COMPONENTS = ('action_ms', 'sampling_ms', 'update_ms', 'environment_ms', 'cycle_ms')
 
 
+def strict_json(value):
+    """NaN and inf (a CI of one run, a missing time) as null: the JSON files stay standard."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def percentile_summary(values) -> dict:
     arr = np.asarray(values, dtype=float)
     if arr.size == 0:
@@ -58,10 +69,12 @@ class RunLog:
     def step(self, row: dict) -> None:
         self.pending_steps.append(row)
 
-    def episode(self, row: dict) -> None:
-        self._append(self.steps_path, STEP_FIELDS, self.pending_steps)
-        self.pending_steps = []
+    def episode(self, row: dict) -> list[dict]:
+        """Append the episode's row and its step rows; returns those step rows."""
+        steps, self.pending_steps = self.pending_steps, []
+        self._append(self.steps_path, STEP_FIELDS, steps)
         self._append(self.episodes_path, EPISODE_FIELDS, [row])
+        return steps
 
     def read_episodes(self) -> list[dict]:
         if not self.episodes_path.exists():
