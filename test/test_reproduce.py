@@ -168,7 +168,7 @@ def test_reproduce_end_to_end_then_tensorboard_and_eval(tmp_path):
     assert all(r['finished'] and r['episodes'] == 2 and r['updates'] > 0 for r in report['runs'])
     assert [r['real_time_factor'] for r in report['runs']] == [0.5, 0.5, 0.5]
     text = (out / 'report.md').read_text()
-    assert 'async2 − sync' in text and 'Table 5.2' in text and 'm / (c/f)' in text
+    assert 'async2 − sync' in text and 'Table 5.2' in text and 'm·f / c' in text
     for mode in ('sync', 'async1', 'async2'):
         cfg = yaml.safe_load((out / f'{mode}-seed0' / 'config.yaml').read_text())
         assert (cfg['mode'], cfg['run']['seed'], cfg['sac']['batch_size']) == (mode, 0, 16)
