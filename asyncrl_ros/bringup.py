@@ -9,6 +9,7 @@ policy finishes) stops every node cleanly so the policy saves its checkpoint.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -17,14 +18,16 @@ import threading
 import time
 from pathlib import Path
 
+from asyncrl_ros.nodes import SUPERVISOR_PID_ENV
 
-from asyncrl_ros.config import ConfigError, parse_override
-from asyncrl_ros.profiles import load_profiles
-from asyncrl_ros.runs import (LEARNING_NODES, MAIN_NODE, SAFETY_NODE, SAVE_TIMEOUT_S,
-                              node_parameters, prepare_run, run_nodes, write_run)
+# The package's modules import torch (seconds): main() imports them only after it has
+# taken over SIGINT/SIGTERM, so a Ctrl-C during start-up stops the run instead of vanishing.
+
 
 def ros_environment(run_dir: Path) -> dict:
     env = dict(os.environ)   # whole: the ROS wheels' bootstrapper needs LD_LIBRARY_PATH
+    # A node that outlives this process ends itself (see nodes.common.end_with_supervisor).
+    env[SUPERVISOR_PID_ENV] = str(os.getpid())
     # DDS never leaves this machine.
     env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     env.setdefault('MUJOCO_GL', 'egl')
@@ -35,15 +38,18 @@ def ros_environment(run_dir: Path) -> dict:
 
 
 def node_command(node: str, config_file: Path, run_dir: Path, resume: bool,
-                 sim_time: bool) -> list[str]:
-    cmd = [sys.executable, '-m', f'asyncrl_ros.nodes.{node}_node', '--ros-args']
-    for key, value in node_parameters(node, config_file, run_dir, resume, sim_time).items():
+                 sim_time: bool, extra: dict | None = None) -> list[str]:
+    from asyncrl_ros.runs import node_parameters
+    cmd = [sys.executable, '-m', 'asyncrl_ros.nodes', node, '--ros-args']
+    params = node_parameters(node, config_file, run_dir, resume, sim_time)
+    for key, value in {**params, **(extra or {})}.items():
         value = str(value).lower() if isinstance(value, bool) else value
         cmd += ['-p', f'{key}:={value}']
     return cmd
 
 
 def pump(name: str, stream, log_path: Path, quiet: bool):
+    from asyncrl_ros.runs import MAIN_NODE
     with log_path.open('a') as log:
         for line in iter(stream.readline, ''):
             log.write(line)
@@ -68,7 +74,8 @@ def stop_all(procs: dict, timeout: float = 20.0) -> None:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog='asyncrl', description=__doc__.splitlines()[0])
-    parser.add_argument('profile', nargs='?', help='profile name (see --list)')
+    parser.add_argument('profile', nargs='?',
+                        help='profile name (see --list); with --eval: the run folder')
     parser.add_argument('--setting', help="setting of the profile, e.g. 'baseline' or 'hires'")
     parser.add_argument('--config', help='explicit setting YAML instead of the profile default')
     parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
@@ -76,6 +83,10 @@ def parse_args(argv=None):
     parser.add_argument('--episodes', type=int, help='stop after this many episodes')
     parser.add_argument('--run-dir', help='run folder (default runs/<time>-<profile>)')
     parser.add_argument('--resume', metavar='RUN_DIR', help='continue the run in RUN_DIR')
+    parser.add_argument('--eval', type=int, metavar='N',
+                        help="evaluate a run's saved policy on the mean for N episodes, "
+                             'nothing learned or saved: asyncrl --eval N RUN_DIR '
+                             '(results in RUN_DIR/eval.json, eval.csv)')
     parser.add_argument('--list', action='store_true', help='list profiles and exit')
     parser.add_argument('--check', action='store_true', help='validate the config and exit')
     parser.add_argument('--quiet', action='store_true', help="only the policy's output")
@@ -85,7 +96,19 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    interrupted = False
+
+    def on_signal(signum, _frame):
+        nonlocal interrupted
+        interrupted = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     args = parse_args(argv)
+    from asyncrl_ros.config import ConfigError, parse_override
+    from asyncrl_ros.profiles import load_profiles
+    from asyncrl_ros.runs import (LEARNING_NODES, MAIN_NODE, SAFETY_NODE, SAVE_TIMEOUT_S,
+                                  prepare_run, run_nodes, write_run)
     try:
         if args.list:
             for name, prof in load_profiles().items():
@@ -95,27 +118,56 @@ def main(argv=None) -> int:
         overrides = [parse_override(s) for s in args.set]
         if args.episodes:
             overrides.append({'run': {'max_episodes': args.episodes}})
-        profile, cfg, run_dir = prepare_run(None if args.resume else args.profile, args.setting,
-                                            args.config, overrides, args.run_dir, args.resume)
+        if args.eval is not None:   # the run folder's own config and saved policy
+            from asyncrl_ros.evaluate import prepare_eval
+            if args.setting or args.config or args.episodes or args.run_dir or args.record:
+                raise ConfigError('--eval runs a run folder as it was saved: drop --setting, '
+                                  '--config, --episodes, --run-dir and --record')
+            profile, cfg, run_dir = prepare_eval(args.resume or args.profile, args.eval,
+                                                 args.profile if args.resume else None, overrides)
+        else:
+            profile, cfg, run_dir = prepare_run(None if args.resume else args.profile, args.setting,
+                                                args.config, overrides, args.run_dir, args.resume)
     except (ConfigError, FileNotFoundError) as err:
         print(f'asyncrl: error: {err}', file=sys.stderr)
         return 2
+    if interrupted:
+        return 130
+    for line in cfg.warnings():
+        print(f'asyncrl: warning: {line}', file=sys.stderr)
+    if not args.check:
+        try:
+            measured = preflight(cfg)
+        except ConfigError as err:
+            print(f'asyncrl: error: {err}', file=sys.stderr)
+            return 2
     if args.check:
         print(f'{profile.name}: config OK ({cfg.mode}, {cfg.image.width}x{cfg.image.height}, '
               f'batch {cfg.sac.batch_size}, cycle {cfg.task.action_cycle_ms:g} ms)')
         return 0
 
-    config_file = write_run(run_dir, profile, cfg, bool(args.resume))
+    if args.eval is not None:
+        from asyncrl_ros.evaluate import eval_nodes, eval_stamp, write_eval_config
+        config_file = write_eval_config(run_dir, cfg)   # config.yaml stays the run's
+        earlier_eval = eval_stamp(run_dir)
+        nodes = eval_nodes(profile.nodes)
+        print(f'[bringup] evaluating {run_dir} for {args.eval} episode(s), explore off, '
+              'no learning', flush=True)
+    else:
+        config_file = write_run(run_dir, profile, cfg, bool(args.resume))
+        nodes = run_nodes(profile, cfg, args.record)
+    if measured and args.eval is None:   # an evaluation leaves the run's record alone
+        (run_dir / 'realtime.json').write_text(json.dumps(measured, indent=2))
     env = ros_environment(run_dir)
-    print(f'[bringup] {profile.name} ({cfg.mode}): {", ".join(profile.nodes)} -> {run_dir}',
+    print(f'[bringup] {profile.name} ({cfg.mode}): {", ".join(nodes)} -> {run_dir}',
           flush=True)
 
     procs: dict[str, subprocess.Popen] = {}
     threads = []
-    nodes = run_nodes(profile, cfg, args.record)
-    for node in nodes:
-        proc = subprocess.Popen(node_command(node, config_file, run_dir, bool(args.resume),
-                                             cfg.world == 'sim'),
+
+    def start(node: str, resume: bool, extra: dict | None = None) -> None:
+        proc = subprocess.Popen(node_command(node, config_file, run_dir, resume,
+                                             cfg.world == 'sim', extra),
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, start_new_session=True)
         procs[node] = proc
@@ -127,26 +179,33 @@ def main(argv=None) -> int:
 
     # Nodes run in their own sessions so that Ctrl-C reaches the bringup alone, which
     # then stops the policy first (it saves) and the world last.
-    interrupted = False
-
-    def on_signal(signum, _frame):
-        nonlocal interrupted
-        interrupted = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    for node in nodes:
+        start(node, bool(args.resume) and args.eval is None,
+              {'evaluate': args.eval} if args.eval is not None and node == MAIN_NODE else None)
     code = 0
-    reported: set[str] = set()
+    restarts = {n: 0 for n in LEARNING_NODES if n in procs}
+    given_up: set[str] = set()
     try:
         while not interrupted:
             if procs[MAIN_NODE].poll() is not None:
                 code = procs[MAIN_NODE].returncode
                 break
-            for name in [n for n in LEARNING_NODES if n in procs and n not in reported]:
-                if procs[name].poll() is not None:
-                    reported.add(name)
-                    print(f'[bringup] {name} exited with code {procs[name].returncode}; the policy '
-                          'goes on acting on its last weights', flush=True)
+            for name in [n for n in restarts if n not in given_up]:
+                rc = procs[name].poll()
+                if rc is None:
+                    continue
+                # A config error (2) would only fail again.
+                if rc != 2 and restarts[name] < cfg.asynchronous.max_restarts:
+                    restarts[name] += 1
+                    print(f'[bringup] {name} exited with code {rc}; restarting it from its last '
+                          f'checkpoint ({restarts[name]} of {cfg.asynchronous.max_restarts}); '
+                          'the policy acts on its last weights meanwhile', flush=True)
+                    start(name, True, {'restarts': restarts[name]})
+                else:
+                    given_up.add(name)
+                    print(f'[bringup] {name} exited with code {rc}; not restarting it '
+                          f'({restarts[name]} restarts so far); the policy goes on acting on '
+                          'its last weights', flush=True)
             dead = [n for n, p in procs.items()
                     if n != MAIN_NODE and n not in LEARNING_NODES and p.poll() is not None]
             if dead:
@@ -169,9 +228,52 @@ def main(argv=None) -> int:
         for thread in threads:
             thread.join(timeout=2.0)
         release_shared_memory(run_dir)
-    print_summary(run_dir)
+    if args.eval is None:
+        print_summary(run_dir, restarts)   # the training run's summary.json
+    elif code == 0 and eval_stamp(run_dir) in (None, earlier_eval):
+        code = 1   # the policy ended without writing an evaluation (see its log)
     print(f'[bringup] done; run folder: {run_dir}', flush=True)
     return code
+
+
+def preflight(cfg) -> dict | None:
+    """Before any node starts: with `sim.real_time_factor: auto`, measure one sample +
+    update of the configured learner and set the factor from it (see asyncrl_ros.realtime);
+    on a GPU, check that the replay fits. In a process of its own, so that this one holds no
+    CUDA context all run. Returns what was measured, for realtime.json."""
+    import tempfile
+
+    import torch
+    import yaml
+
+    from asyncrl_ros.config import ConfigError
+    auto = cfg.world == 'sim' and cfg.sim.real_time_factor == 'auto'
+    gpu = cfg.sac.device != 'cpu' and torch.cuda.is_available()
+    if not (auto or gpu):
+        return None
+    if auto:
+        print(f'[bringup] real-time factor auto: timing the learner (batch {cfg.sac.batch_size}, '
+              f'{cfg.image.width}x{cfg.image.height}, sac.device {cfg.sac.device}, precision '
+              f'{cfg.sac.precision}) ...', flush=True)
+    with tempfile.NamedTemporaryFile('w', suffix='.yaml', delete=False) as f:
+        yaml.safe_dump(cfg.to_dict(), f)
+    try:
+        result = subprocess.run([sys.executable, '-m', 'asyncrl_ros.realtime', f.name],
+                                capture_output=True, text=True)
+    finally:
+        os.unlink(f.name)
+    lines = result.stdout.strip().splitlines()
+    try:
+        data = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise ConfigError(f'the learner preflight failed: {result.stderr.strip()[-500:]}') from None
+    if 'error' in data:
+        raise ConfigError(data['error'])
+    if not auto:
+        return None
+    cfg.sim.real_time_factor = float(data['factor'])
+    print(f"[bringup] {data['message']}", flush=True)
+    return data
 
 
 def release_shared_memory(run_dir: Path) -> None:
@@ -184,8 +286,9 @@ def release_shared_memory(run_dir: Path) -> None:
             print(f'[bringup] removed shared memory {name} left by a killed process', flush=True)
 
 
-def print_summary(run_dir: Path) -> None:
-    """Transitions sent by the policy against those stored by the replay owner."""
+def print_summary(run_dir: Path, restarts: dict | None = None) -> None:
+    """Transitions sent by the policy against those stored by the replay owner, and how
+    often a learning process was restarted."""
     import csv
     import json
     episodes = run_dir / 'episodes.csv'
@@ -210,10 +313,12 @@ def print_summary(run_dir: Path) -> None:
     else:
         summary['transitions_stored'] = summary['transitions_sent']   # sync: same process
         summary['transitions_missing'] = 0
+    summary['restarts'] = dict(restarts or {})
     (run_dir / 'summary.json').write_text(json.dumps(summary, indent=2))
     print(f"[bringup] {summary['episodes']} episodes, {summary['steps']} steps, "
           f"{summary['updates']} updates; transitions sent {summary['transitions_sent']}, "
-          f"stored {summary['transitions_stored']}, missing {summary['transitions_missing']}",
+          f"stored {summary['transitions_stored']}, missing {summary['transitions_missing']}"
+          + ''.join(f'; {n} restarted {k}x' for n, k in summary['restarts'].items() if k),
           flush=True)
 
 

@@ -64,6 +64,12 @@ class RunConfig:
     runs_dir: str = 'runs'
     # Record the run's topics into <run folder>/bag (rosbag2, MCAP).
     record: bool = False
+    # TensorBoard event files in <run folder>/tensorboard/<process> (`tensorboard --logdir runs`).
+    tensorboard: bool = True
+    # Learner losses, temperature and entropy: the mean of every this many updates (cheap).
+    tensorboard_every_updates: int = 50
+    # The frames the policy acted on and their reward masks, every this many episodes (0: never).
+    tensorboard_images_every: int = 10
 
 
 @dataclass
@@ -118,6 +124,12 @@ class AsyncConfig:
     publish_weights_every: int = 1
     # The learning processes yield the CPU to the policy and the world.
     learner_niceness: int = 10
+    # A learner or replay_sampler that dies is restarted from its last checkpoint this
+    # many times in a run (0: never; the policy then acts on its last weights).
+    max_restarts: int = 3
+    # The learner saves its networks this often; the replay owner saves the replay every
+    # run.checkpoint_every_episodes episodes. A restart continues from there.
+    learner_checkpoint_s: float = 120.0
 
 
 @dataclass
@@ -202,6 +214,12 @@ class ExperimentConfig:
             raise ConfigError("'safety.velocity_fraction' must be in (0, 1]")
         if self.run.init_random_steps < 0:
             raise ConfigError("'run.init_random_steps' must be >= 0")
+        if self.run.tensorboard_every_updates < 1 or self.run.tensorboard_images_every < 0:
+            raise ConfigError("'run.tensorboard_every_updates' must be >= 1 and "
+                              "'run.tensorboard_images_every' >= 0")
+        if self.asynchronous.max_restarts < 0 or not self.asynchronous.learner_checkpoint_s > 0:
+            raise ConfigError("'asynchronous.max_restarts' must be >= 0 and "
+                              "'asynchronous.learner_checkpoint_s' > 0")
         return self
 
 

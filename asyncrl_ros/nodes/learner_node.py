@@ -22,12 +22,14 @@ from rclpy.node import Node
 from asyncrl_ros.arms import get_arm
 from asyncrl_ros.checkpoint import load_checkpoint, save_checkpoint
 from asyncrl_ros.nodes.common import (run_node, METRICS_QOS, TOPIC_TRANSITIONS, TOPIC_WEIGHTS,
-                                      TRANSITION_QOS, WEIGHTS_QOS, declare, declare_config,
-                                      msg_to_transition)
+                                      TRANSITION_QOS, WEIGHTS_QOS, Diagnostics, declare,
+                                      declare_config, msg_to_transition)
 from asyncrl_ros.remote import (ReplayOwner, batch_spec, make_agent, policy_tensors, shm_names,
                                 weights_to_bytes)
-from asyncrl_ros.shm_ring import BatchRing
+from asyncrl_ros.shm_ring import BatchRing, unlink_stale
+from asyncrl_ros.transfer import DeviceBatchLoader, HostSnapshot
 from asyncrl_ros.shm_weights import WeightStore
+from asyncrl_ros.tensorboard_log import TensorBoardLog
 from asyncrl_ros_interfaces.msg import LearnerStatus, Transition, Weights
 
 TOPIC_LEARNER_STATUS = '/learner/status'
@@ -38,9 +40,11 @@ REPLAY_CHECKPOINT = 'replay_checkpoint.pt'
 class OwnReplayBatches:
     """async1: transitions arrive here; sample from our own replay."""
 
-    def __init__(self, node: Node, cfg, proprio_dim: int, action_dim: int):
+    def __init__(self, node: Node, cfg, proprio_dim: int, action_dim: int, device):
         self.cfg = cfg
-        self.owner = ReplayOwner(cfg, proprio_dim, action_dim)
+        # On a GPU the replay lives there: sampling is a gather, no per-batch host copy.
+        self.owner = ReplayOwner(cfg, proprio_dim, action_dim, device=device)
+        self.saved_at_episode = 0
         self.inbox: deque = deque()
         node.create_subscription(Transition, TOPIC_TRANSITIONS, lambda m: self.inbox.append(m),
                                  TRANSITION_QOS)
@@ -68,11 +72,21 @@ class OwnReplayBatches:
         self.drain()
         save_checkpoint(run_dir / REPLAY_CHECKPOINT, None, self.owner.replay,
                         {'owner': self.owner.state_dict()})
+        self.saved_at_episode = self.owner.episodes
 
-    def restore(self, run_dir: Path) -> None:
-        state = load_checkpoint(run_dir / REPLAY_CHECKPOINT)
+    def save_due(self) -> bool:
+        every = self.cfg.run.checkpoint_every_episodes
+        return every > 0 and self.owner.episodes - self.saved_at_episode >= every
+
+    def restore(self, run_dir: Path) -> str:
+        path = run_dir / REPLAY_CHECKPOINT
+        if not path.is_file():
+            return 'no replay checkpoint: an empty replay'
+        state = load_checkpoint(path)
         self.owner.replay.load_state_dict(state['replay'])
         self.owner.load_state_dict(state['extra']['owner'])
+        self.saved_at_episode = self.owner.episodes
+        return f'replay of {len(self.owner.replay)} transitions'
 
     def close(self) -> None:
         pass
@@ -85,17 +99,24 @@ class RingBatches:
         self.spec = ring_spec(cfg, proprio_dim, action_dim)
         self.cfg, self.name = cfg, name
         self.ring: BatchRing | None = None
+        self.retired: list[BatchRing] = []   # rings of a dead sampler (views may live on)
         self.stored = self.missing = 0
+        self.next_check = 0.0
 
     def next_batch(self, updates: int, timeout: float):
         if self.ring is None:
             try:
                 self.ring = BatchRing.attach(self.name, self.spec, self.cfg.asynchronous.ring_slots)
-            except FileNotFoundError:
+            except (FileNotFoundError, ValueError):   # not there, or its header not yet
                 time.sleep(timeout)
                 return None
         views = self.ring.acquire_read(timeout=timeout)
         if views is None:
+            if time.monotonic() >= self.next_check:
+                self.next_check = time.monotonic() + 0.5
+                if self.ring.replaced():   # the sampler was restarted: its new ring
+                    self.retired.append(self.ring)
+                    self.ring = None
             return None
         self.stored, self.missing = int(views['counts'][0]), int(views['counts'][1])
         return views
@@ -109,8 +130,11 @@ class RingBatches:
     def save(self, run_dir: Path) -> None:
         pass   # the sampler saves the replay
 
-    def restore(self, run_dir: Path) -> None:
-        pass
+    def save_due(self) -> bool:
+        return False
+
+    def restore(self, run_dir: Path) -> str:
+        return 'batches from replay_sampler'
 
     def close(self) -> None:
         if self.ring is not None:
@@ -124,6 +148,7 @@ def ring_spec(cfg, proprio_dim: int, action_dim: int) -> dict:
 
 class ShmWeightsSink:
     def __init__(self, name: str, example: dict):
+        unlink_stale(name)   # a killed learner's (policies still mapping it re-attach)
         self.store = WeightStore.create(name, example)
 
     def publish(self, tensors: dict) -> int:
@@ -159,6 +184,8 @@ class LearnerNode(Node):
         self.cfg = cfg = declare_config(self)
         run_dir = declare(self, 'run_dir', '', 'Run folder (checkpoints, shared-memory names)')
         self.resume = declare(self, 'resume', False, 'Continue from the run folder')
+        self.restarts = declare(self, 'restarts', 0,
+                                'How often the bringup restarted this node in this run')
         own_replay = declare(self, 'own_replay', cfg.mode == 'async1',
                              'Own the replay (async1) or read batches from replay_sampler (async2)')
         if not run_dir:
@@ -170,23 +197,37 @@ class LearnerNode(Node):
         n = arm.n_actuated
         self.agent = make_agent(cfg, 3 * n, n)
         names = shm_names(self.run_dir)
-        self.source = (OwnReplayBatches(self, cfg, 3 * n, n) if own_replay
+        self.source = (OwnReplayBatches(self, cfg, 3 * n, n, self.agent.device) if own_replay
                        else RingBatches(self, cfg, 3 * n, n, names['batches']))
+        # async2's batches reach the device through pinned memory (on a CPU: views).
+        self.loader = DeviceBatchLoader(self.agent.device)
+        # The acting weights leave the device on a side stream, off the update loop's path.
+        self.snapshot = HostSnapshot(policy_tensors(self.agent))
         self.updates = 0
         if self.resume:
             self.restore()
-        self.sink = (ShmWeightsSink(names['weights'], policy_tensors(self.agent))
+        self.sink = (ShmWeightsSink(names['weights'], self.snapshot.host)
                      if cfg.asynchronous.weights_transport == 'shm' else TopicWeightsSink(self))
         self.status_pub = self.create_publisher(LearnerStatus, TOPIC_LEARNER_STATUS, METRICS_QOS)
         self.version = 0
         if self.updates:
             # A resumed policy should act on what was learned, not wait for the next update.
-            self.version = self.sink.publish(policy_tensors(self.agent))
+            self.snapshot.start()
+            self.version = self.sink.publish(self.snapshot.wait())
         self.waited = 0
         self.wait_ms = 0.0
         self.update_ms = 0.0
         self.metrics: dict = {}
+        # Its own writer (tensorboard/learner); a restart drops what came after its checkpoint.
+        self.tb = TensorBoardLog(self.run_dir, 'learner', cfg.run.tensorboard,
+                                 cfg.run.tensorboard_every_updates,
+                                 purge_step=self.updates + 1 if self.resume else None)
+        self.diagnostics = Diagnostics(self)
+        self.last_diagnostics = 0.0
+        for note in self.agent.placement.notes:
+            self.get_logger().info(note)
         self.get_logger().info(
+            f"{self.agent.placement.describe()}; "
             f"{'async1 (own replay)' if own_replay else 'async2 (batches from replay_sampler)'}: "
             f"batch {cfg.sac.batch_size}, {cfg.sac.torch_threads} torch thread(s), weights over "
             f"{cfg.asynchronous.weights_transport}, nice {cfg.asynchronous.learner_niceness}")
@@ -205,16 +246,24 @@ class LearnerNode(Node):
                     last_status = time.monotonic()
                 continue
             t1 = time.perf_counter()
+            if not isinstance(batch['reward'], torch.Tensor):   # a host batch, not a GPU replay's
+                batch = self.loader(batch)
             self.metrics = self.agent.update(batch)
             self.source.release()
             self.update_ms = (time.perf_counter() - t1) * 1e3
             self.updates += 1
+            self.tb.update(self.metrics, self.updates, update_ms=self.update_ms,
+                           transitions_stored=self.source.stored_missing()[0])
             if self.updates % every == 0:
-                self.version = self.sink.publish(policy_tensors(self.agent))
+                self.snapshot.start()   # skipped while the previous copy is in flight
+            host = self.snapshot.ready()
+            if host is not None:
+                self.version = self.sink.publish(host)
             self.publish_status()
             last_status = time.monotonic()
-            if time.monotonic() - last_save > 300:
-                self.save()
+            if (time.monotonic() - last_save > self.cfg.asynchronous.learner_checkpoint_s
+                    or self.source.save_due()):
+                self.save()   # what a restart after a crash continues from
                 last_save = time.monotonic()
 
     def publish_status(self):
@@ -227,6 +276,14 @@ class LearnerNode(Node):
                             alpha=float(self.metrics.get('alpha', 0.0)))
         msg.header.stamp = self.get_clock().now().to_msg()
         self.status_pub.publish(msg)
+        now = time.monotonic()
+        if now - self.last_diagnostics > 1.0:
+            self.last_diagnostics = now
+            level = 'WARN' if self.restarts else 'OK'
+            self.diagnostics.publish([('restarts', level,
+                                       f'restarted {self.restarts} time(s) after dying'
+                                       if self.restarts else 'running since the run began',
+                                       {'restarts': self.restarts, 'updates': self.updates})])
 
     def stats(self) -> dict:
         stored, missing = self.source.stored_missing()
@@ -244,16 +301,17 @@ class LearnerNode(Node):
 
     def restore(self):
         path = self.run_dir / CHECKPOINT
+        replay = self.source.restore(self.run_dir)
         if path.is_file():
             state = load_checkpoint(path)
             self.agent.load_state_dict(state['agent'])
             self.updates = int(state['extra']['updates'])
-            self.source.restore(self.run_dir)
-            self.get_logger().info(f'resumed at {self.updates} updates')
+            self.get_logger().info(f'resumed at {self.updates} updates; {replay}')
         else:
-            self.get_logger().warning(f'no {path}; starting the learner afresh')
+            self.get_logger().warning(f'no {path}; starting the networks afresh; {replay}')
 
     def close(self):
+        self.tb.close()
         self.source.close()
         self.sink.close()
 

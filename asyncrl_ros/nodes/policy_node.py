@@ -17,8 +17,9 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
-from asyncrl_ros.arms import get_arm
+from asyncrl_ros.arms import configured_arm
 from asyncrl_ros.checkpoint import load_checkpoint, save_checkpoint
+from asyncrl_ros.evaluate import EvalBackend, EvalLog, format_summary
 from asyncrl_ros.learning import FrameStacker, InProcessLearner
 from asyncrl_ros.nodes.common import (COMMAND_QOS, LATCHED_QOS, METRICS_QOS, REWARD_QOS,
                                       SENSOR_QOS, SERVICE_HOME, TOPIC_EPISODE_METRICS,
@@ -31,6 +32,7 @@ from asyncrl_ros.nodes.common import (COMMAND_QOS, LATCHED_QOS, METRICS_QOS, REW
 from asyncrl_ros.nodes.learner_node import TOPIC_LEARNER_STATUS
 from asyncrl_ros.remote import RemoteLearner, ShmWeightsSource, TopicWeightsSource, shm_names
 from asyncrl_ros.run_log import RunLog, percentile_summary
+from asyncrl_ros.tensorboard_log import TensorBoardLog
 from asyncrl_ros_interfaces.msg import (EpisodeMetrics, HomingStatus, LearnerStatus, Reward,
                                         StepMetrics, Transition, Weights)
 
@@ -61,7 +63,8 @@ def remote_backend(node: 'PolicyNode', cfg, proprio_dim: int, action_dim: int):
     else:
         weights = TopicWeightsSource()
         node.create_subscription(Weights, TOPIC_WEIGHTS,
-                                 lambda m: weights.offer(m.version, bytes(m.data)), WEIGHTS_QOS)
+                                 lambda m: weights.offer(m.version, bytes(m.data),
+                                                   stamp_ns(m.header.stamp)), WEIGHTS_QOS)
     return RemoteLearner(cfg, proprio_dim, action_dim, send, weights,
                          receivers=pub.get_subscription_count)
 
@@ -78,9 +81,13 @@ class PolicyNode(Node):
         resume = declare(self, 'resume', False, 'Continue from run_dir/checkpoint.pt')
         self.explore = declare(self, 'explore', True, 'Sample actions (False: act on the mean)',
                                read_only=False)
+        # --eval N: the run's saved policy on the mean for N episodes; nothing learned or saved.
+        self.evaluate = declare(self, 'evaluate', 0,
+                                "Evaluate run_dir's checkpoint for this many episodes (0: train)")
         if not run_dir:
             raise ValueError("parameter 'run_dir' is required")
-        self.arm = get_arm(cfg.arm)
+        # The configured bounds (the paper's 0.2 rad/s on the Franka) set the action scale.
+        self.arm = configured_arm(cfg)
         self.cycle = cfg.task.action_cycle_ms / 1000.0
         self.steps_per_episode = int(round(cfg.task.episode_s / self.cycle))
         act = self.arm.actuated
@@ -88,7 +95,11 @@ class PolicyNode(Node):
         n = self.arm.n_actuated
         self.proprio_dim = 3 * n
         self.run_dir = Path(run_dir)
-        self.learner = BACKENDS[cfg.mode](self, cfg, self.proprio_dim, n)
+        if self.evaluate:
+            self.learner = EvalBackend(cfg, self.proprio_dim, n, run_dir)
+            self.eval_log = EvalLog(run_dir, self.evaluate, self.learner.info)
+        else:
+            self.learner = BACKENDS[cfg.mode](self, cfg, self.proprio_dim, n)
         self.stacker = FrameStacker(cfg.sac.frame_stack)
         self.rng = np.random.default_rng(cfg.run.seed)
         self.log = RunLog(run_dir, title=f'{Path(run_dir).name} ({cfg.mode})')
@@ -98,8 +109,16 @@ class PolicyNode(Node):
         self.episode = 0
         self.total_steps = 0
         self.training_time_s = 0.0
-        if resume:
+        if resume and not self.evaluate:
             self.restore()
+        # TensorBoard: episodes under 'policy'; sync's in-process updates under 'learner', as
+        # the learner node's are in async (steps are episodes there, updates here). A resumed
+        # run drops what an earlier session wrote after its checkpoint.
+        tb = cfg.run.tensorboard and not self.evaluate
+        self.tb = TensorBoardLog(run_dir, 'policy', tb, purge_step=self.episode + 1 if resume else None)
+        self.tb_updates = TensorBoardLog(run_dir, 'learner', tb and cfg.mode == 'sync',
+                                         cfg.run.tensorboard_every_updates,
+                                         purge_step=self.learner.updates + 1 if resume else None)
 
         # Latest inputs, filled by callbacks; all work happens in the timer.
         self.images: OrderedDict[int, Image] = OrderedDict()
@@ -233,7 +252,7 @@ class PolicyNode(Node):
 
         self.learner.poll_weights(self.total_steps)
         t_act = time.perf_counter()
-        random_action = self.total_steps < self.cfg.run.init_random_steps
+        random_action = self.total_steps < self.cfg.run.init_random_steps and not self.evaluate
         if random_action:
             action = self.rng.uniform(-1.0, 1.0, self.arm.n_actuated).astype(np.float32)
             self.ep_random += 1
@@ -243,7 +262,11 @@ class PolicyNode(Node):
         t_pub = time.perf_counter()
         self.publish_command(action)
         t_learn = time.perf_counter()
+        updates_before = self.learner.updates
         timings = self.learner.learn()
+        if self.learner.updates != updates_before:   # sync: the update ran in this turn
+            self.tb_updates.update(getattr(self.learner, 'last_metrics', {}), self.learner.updates,
+                                   update_ms=timings['update_ms'], sampling_ms=timings['sampling_ms'])
         env_ms = ((t_act - t_env) + (t_learn - t_pub)) * 1e3
         act_ms = (t_pub - t_act) * 1e3
 
@@ -350,6 +373,9 @@ class PolicyNode(Node):
 
     def end_episode(self):
         self.cmd_pub.publish(Float64MultiArray(data=[0.0] * self.arm.n_joints))
+        if self.evaluate:
+            self.end_eval_episode()
+            return
         sim_time = self.get_clock().now().nanoseconds * 1e-9 - self.ep_start_sim
         self.training_time_s += sim_time
         self.episode += 1
@@ -366,7 +392,13 @@ class PolicyNode(Node):
         ages = np.array(self.ep_ages) if self.ep_ages else np.zeros((1, 3))
         row.update(weights_age_steps_mean=ages[:, 0].mean(), weights_age_ms_mean=ages[:, 1].mean(),
                    weights_swap_ms_max=ages[:, 2].max())
-        self.log.episode(row)
+        steps = self.log.episode(row)
+        self.tb.episode(row, steps, replay_size=len(self.learner.replay) or min(
+            row['transitions_stored'], self.cfg.sac.replay_capacity),
+            training_min=self.training_time_s / 60)
+        every = self.cfg.run.tensorboard_images_every
+        if every and self.episode % every == 0:
+            self.tb.images(self.episode, self.stacker.stacked())
         self.publish_episode_metrics(row, sim_time)
         self.report(cycles)
         print(f"[episode {self.episode:4d}] return {self.ep_return:8.3f}  steps {self.t:3d}  "
@@ -384,6 +416,19 @@ class PolicyNode(Node):
             self.log.plot()
         if finished:
             self.finish()
+        else:
+            self.request_home()
+
+    def end_eval_episode(self):
+        self.episode += 1
+        cycles = percentile_summary([c for c in self.ep_cycles if np.isfinite(c)])
+        self.eval_log.episode(self.ep_return, self.t, cycles['mean'])
+        print(f'[eval {self.episode:3d}/{self.evaluate}] return {self.ep_return:8.3f}  steps '
+              f'{self.t:3d}  cycle {cycles["mean"]:6.1f}/{cycles["p99"]:6.1f} ms (mean/p99, sim)',
+              flush=True)
+        if self.eval_log.complete:
+            self.done = True
+            print(format_summary(self.eval_log.finish(self.cfg.run.tensorboard)), flush=True)
         else:
             self.request_home()
 
@@ -453,9 +498,14 @@ class PolicyNode(Node):
 
     def shutdown(self):
         """Ctrl-C / SIGTERM: stop the arm and save everything learned so far."""
-        if not self.done and self.total_steps > 0:
+        if self.evaluate:   # an evaluation saves no checkpoint; a stopped one says what it has
+            if not self.eval_log.complete and self.eval_log.returns:
+                print(format_summary(self.eval_log.finish(self.cfg.run.tensorboard)), flush=True)
+        elif not self.done and self.total_steps > 0:
             self.save()
             self.log.plot()
+        self.tb.close()
+        self.tb_updates.close()
         self.learner.close()
 
 
