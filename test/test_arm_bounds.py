@@ -18,7 +18,9 @@ from asyncrl_ros.kinematics import PANDA_DDQ_MAX
 CONFIG = Path(__file__).resolve().parents[1] / 'config'
 PROFILES = yaml.safe_load((CONFIG / 'profiles.yaml').read_text())
 SETTINGS = sorted({f for p in PROFILES.values() for f in p['settings'].values()})
-FRANKA_SETTINGS = [f for f in SETTINGS if f.startswith('franka_')]
+# The paper's settings (baseline, hires); 'quick' is a CPU setting that says it is wider.
+FRANKA_SETTINGS = [f for f in SETTINGS if f.startswith('franka_') and not f.endswith('_quick.yaml')]
+QUICK_SETTINGS = [f for f in SETTINGS if f.startswith('franka_') and f.endswith('_quick.yaml')]
 
 
 def test_paper_ranges_are_relods_but_for_joint_2():
@@ -44,6 +46,12 @@ def test_every_franka_setting_has_the_papers_bounds(setting):
     # The driver's filter gets them, homing keeps the arm's own speed.
     limits = arm.safety_limits(cfg.safety, 0.01)
     assert np.all(limits.velocity_limits == 0.2) and np.all(arm.homing_velocity_limits > 2)
+
+
+@pytest.mark.parametrize('setting', QUICK_SETTINGS)
+def test_quick_franka_settings_say_they_are_wider_than_the_paper(setting):
+    cfg = load_config(CONFIG / setting)
+    assert 'wider than the paper' in ' '.join(cfg.warnings())
 
 
 @pytest.mark.parametrize('setting', SETTINGS)
