@@ -16,7 +16,7 @@ import yaml
 
 from asyncrl_ros.device import check_device, check_precision
 from asyncrl_ros.reward import FRANKA_ALPHA
-from asyncrl_ros.sac import SACConfig
+from asyncrl_ros.sac_config import SACConfig
 
 MODES = ('sync', 'async1', 'async2')
 ARMS = ('franka', 'ur5', 'ur5e')

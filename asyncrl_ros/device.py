@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-import torch
+# torch is imported where it is needed: the config (and so every node, also those that never
+# learn) imports this module, and torch costs more than a second of start-up.
 
 PRECISIONS = ('auto', 'fp32', 'bf16')
 _DEVICE_RE = re.compile(r'^(auto|cpu|cuda(:\d+)?)$')
@@ -23,6 +24,7 @@ def check_device(key: str, spec: str) -> None:
     if not isinstance(spec, str) or not _DEVICE_RE.match(spec):
         raise ValueError(f"unknown {key} {spec!r} (choose one of auto, cpu, cuda, cuda:N)")
     if spec.startswith('cuda'):
+        import torch
         if not torch.cuda.is_available():
             raise ValueError(f"'{key}' is {spec!r} but CUDA is not available here "
                              f"(torch {torch.__version__}, {_no_cuda_reason()}); "
@@ -39,6 +41,7 @@ def check_precision(key: str, spec: str) -> None:
 
 
 def _no_cuda_reason() -> str:
+    import torch
     return 'a CPU-only build' if torch.version.cuda is None else 'no GPU found'
 
 
@@ -60,6 +63,7 @@ def cpu_bf16_flags() -> tuple[str, ...]:
 
 def resolve_device(spec: str, key: str = 'sac.device') -> tuple[torch.device, str]:
     """(device, note): `auto` becomes cuda when available, else cpu, and says so."""
+    import torch
     check_device(key, spec)
     if spec == 'cpu':
         return torch.device('cpu'), ''
@@ -72,6 +76,7 @@ def resolve_device(spec: str, key: str = 'sac.device') -> tuple[torch.device, st
 
 def resolve_precision(spec: str, device: torch.device, key: str = 'sac.precision') -> tuple[bool, str]:
     """(bf16, note) for learning on `device`."""
+    import torch
     check_precision(key, spec)
     if spec != 'auto':
         return spec == 'bf16', ''
@@ -106,6 +111,7 @@ def resolve(sac_cfg, device: str | torch.device | None = None) -> Placement:
 
     `device` overrides both the learning and the acting device (an acting-only agent).
     """
+    import torch
     if device is not None:
         device = torch.device(device)
         if device.type == 'cuda' and device.index is None:

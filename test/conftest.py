@@ -43,8 +43,10 @@ def _tagged_processes(tag: str) -> list[int]:
                 ppid = int(f.read().rsplit(')', 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue   # gone, or a kernel thread
-        if ppid == os.getpid() and b'resource_tracker' in cmdline:
-            continue   # this pytest process's own shared-memory tracker: it serves all tests
+        if ppid == os.getpid() and b'multiprocessing' in cmdline:
+            # This pytest process's own workers: the shared-memory resource tracker, and the
+            # process pools of module-scoped fixtures. They serve many tests; their owners end them.
+            continue
         found.append(int(entry.name))
     return found
 
