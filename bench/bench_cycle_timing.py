@@ -160,18 +160,8 @@ def child_env(domain: int, log_dir: Path | None = None) -> dict:
 
 def tagged_processes() -> list[int]:
     """PIDs (not this one) whose environment carries this bench's tag."""
-    needle = f'{TAG_ENV}={TAG}'.encode()
-    found = []
-    for entry in os.scandir('/proc'):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            with open(f'/proc/{entry.name}/environ', 'rb') as f:
-                if needle in f.read().split(b'\0'):
-                    found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
+    from asyncrl_ros.process_tags import tagged_processes as tagged
+    return [pid for pid, _, _ in tagged(TAG_ENV, TAG)]
 
 
 def end_tagged_processes(grace: float = 10.0) -> list[int]:

@@ -28,14 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def finite(obj):
-    """NaN/inf -> None, so the summary stays strict JSON."""
-    if isinstance(obj, dict):
-        return {k: finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite(v) for v in obj]
-    return None if isinstance(obj, float) and not math.isfinite(obj) else obj
+from bench_cycle_timing import finite   # bench/ is this script's sys.path[0]
 
 
 def period_stats(stamps: list[float], nominal_s: float) -> dict:

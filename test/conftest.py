@@ -28,27 +28,11 @@ _domain_counter = itertools.count()
 
 def _tagged_processes(tag: str) -> list[int]:
     """PIDs (not ours) whose environment holds TEST_TAG_ENV=tag."""
-    needle = f'{TEST_TAG_ENV}={tag}'.encode()
-    found = []
-    for entry in os.scandir('/proc'):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            with open(f'/proc/{entry.name}/environ', 'rb') as f:
-                if needle not in f.read().split(b'\0'):
-                    continue
-            with open(f'/proc/{entry.name}/cmdline', 'rb') as f:
-                cmdline = f.read()
-            with open(f'/proc/{entry.name}/stat') as f:
-                ppid = int(f.read().rsplit(')', 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue   # gone, or a kernel thread
-        if ppid == os.getpid() and b'multiprocessing' in cmdline:
-            # This pytest process's own workers: the shared-memory resource tracker, and the
-            # process pools of module-scoped fixtures. They serve many tests; their owners end them.
-            continue
-        found.append(int(entry.name))
-    return found
+    from asyncrl_ros.process_tags import tagged_processes
+    # This pytest process's own workers (the shared-memory resource tracker, the process
+    # pools of module-scoped fixtures) serve many tests; their owners end them.
+    return [pid for pid, ppid, cmdline in tagged_processes(TEST_TAG_ENV, tag)
+            if not (ppid == os.getpid() and b'multiprocessing' in cmdline)]
 
 
 def end_tagged_processes(tag: str, grace: float = 10.0) -> list[int]:
