@@ -19,13 +19,18 @@ SHORT = ['--set', 'task.episode_s=1.6', '--set', 'task.reset_s=1.0',
          '--set', 'sac.batch_size=16', '--set', 'sac.hidden_dim=256']
 
 
-@pytest.mark.parametrize('profile', ['franka_sim_async1', 'franka_sim_async2'])
-def test_async_run_learns_and_stores_every_transition(profile, tmp_path):
+# async2 learns in bf16 (autocast on the CPU, emulated where it is not native): the update
+# path a bf16 CPU or GPU takes, end to end.
+@pytest.mark.parametrize('profile, precision', [('franka_sim_async1', 'fp32'),
+                                                ('franka_sim_async2', 'bf16')])
+def test_async_run_learns_and_stores_every_transition(profile, precision, tmp_path):
     run_dir = tmp_path / 'run'
     result = subprocess.run(ASYNCRL + [profile, '--episodes', '3', '--run-dir', str(run_dir),
-                                       *SHORT], capture_output=True, text=True, timeout=300,
+                                       *SHORT, '--set', f'sac.precision={precision}'],
+                            capture_output=True, text=True, timeout=300,
                             cwd=ROOT, env=dict(os.environ))
     assert result.returncode == 0, result.stdout[-4000:]
+    assert f'learning on cpu in {precision}' in (run_dir / 'logs' / 'learner.log').read_text()
     summary = json.loads((run_dir / 'summary.json').read_text())
     assert summary['steps'] == 120
     assert summary['transitions_sent'] == 120
