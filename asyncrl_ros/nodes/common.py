@@ -221,6 +221,34 @@ def _guarded(node, what: str, fn, *args) -> bool:
         return False
 
 
+# A node asked to stop must reach its clean-up within this time; saving may then take as
+# long as it needs (a replay can be GBs).
+STUCK_EXIT_S = 15.0
+
+
+def _exit_if_stuck(stop, node_class):
+    """Watch for a stop that never reaches the clean-up (a callback that does not return):
+    after STUCK_EXIT_S the process ends itself with one line, rather than outliving its
+    supervisor. Returns the event the clean-up sets."""
+    import sys
+    import threading
+    cleaning = threading.Event()
+
+    def watch():
+        stop.wait()
+        if not cleaning.wait(STUCK_EXIT_S):
+            name = getattr(node_class, 'NAME', node_class.__name__)
+            try:
+                print(f'[{name}] stopped but stuck for {STUCK_EXIT_S:g} s before its clean-up; '
+                      'ending the process', file=sys.stderr, flush=True)
+            except (OSError, ValueError):
+                pass
+            exit_process(1)
+
+    threading.Thread(target=watch, name='stop-watchdog', daemon=True).start()
+    return cleaning
+
+
 def run_node(node_class, args=None, on_exit=None, compute: bool = False) -> None:
     """The life of one node process: init, build, spin, clean up, exit.
 
@@ -253,6 +281,7 @@ def run_node(node_class, args=None, on_exit=None, compute: bool = False) -> None
         exit_process(2)
     executor = thread = None
     code = 0
+    cleaning = _exit_if_stuck(stop, node_class)
     try:
         if compute:
             executor, thread = spin_in_background(node)
@@ -271,6 +300,7 @@ def run_node(node_class, args=None, on_exit=None, compute: bool = False) -> None
         traceback.print_exc()
         code = 1
     finally:
+        cleaning.set()
         if compute:
             _guarded(node, 'save', node.save)
             _guarded(node, 'close', node.close)
