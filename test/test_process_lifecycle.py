@@ -85,7 +85,7 @@ def test_bringup_sigkilled_its_nodes_end_and_the_arm_is_left_at_zero(tmp_path, r
             (run_dir / 'steps.csv').exists(), 180, 'the policy to act')
         os.killpg(proc.pid, signal.SIGKILL)   # the bringup alone: it is its session's leader
         proc.wait(timeout=10)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90   # the policy saves and plots on its way out
         while run_processes(run_dir) and time.monotonic() < deadline:
             ros_node.spin_for(0.2)
         left = run_processes(run_dir)
