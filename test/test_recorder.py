@@ -218,7 +218,9 @@ def test_recording_pauses_and_resumes_through_the_parameter_service(tmp_path, st
     from asyncrl_ros.nodes.common import COMMAND_QOS, TOPIC_POLICY_COMMAND
     cfg = write_config(tmp_path)
     bag = tmp_path / 'bag'
-    rec = start_node('recorder', cfg, {'bag_path': str(bag)})
+    # Only the command topic: /diagnostics and /rosout (the recorder's own included) also arrive
+    # while paused, and would be counted as skipped beside the commands.
+    rec = start_node('recorder', cfg, {'bag_path': str(bag), 'topics': [TOPIC_POLICY_COMMAND]})
     pub = ros_node.create_publisher(Cmd, TOPIC_POLICY_COMMAND, COMMAND_QOS)
     ros_node.spin_until(lambda: pub.get_subscription_count() > 0, 30, 'the recorder to subscribe')
     client = ros_node.create_client(SetParameters, '/recorder/set_parameters')
@@ -231,10 +233,29 @@ def test_recording_pauses_and_resumes_through_the_parameter_service(tmp_path, st
         ros_node.spin_until(future.done, 10, 'set_parameters')
         assert future.result().results[0].successful
 
+    diagnostics = []
+    ros_node.create_subscription(DiagnosticArray, '/diagnostics', diagnostics.append, 50)
+
+    def handled() -> int:
+        """Messages the recorder has taken (written or skipped), from its latest /diagnostics."""
+        for array in reversed(diagnostics):
+            for status in array.status:
+                if status.name == 'recorder: bag':
+                    values = {v.key: v.value for v in status.values}
+                    return int(values['received']) + int(values['skipped while paused'])
+        return 0
+
+    sent = 0
+
     def send(n):
+        # The parameter service and the topic are separate channels: wait until the recorder has
+        # taken every message before flipping the switch, or one in flight lands on the other side.
+        nonlocal sent
         for i in range(n):
             pub.publish(Cmd(data=[float(i)]))
             ros_node.spin_for(0.02)
+        sent += n
+        ros_node.spin_until(lambda: handled() >= sent, 30, f'the recorder to take {sent} messages')
 
     send(10)
     # A wrong type is refused by the parameter service (validation); recording stays on.
