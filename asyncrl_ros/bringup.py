@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from asyncrl_ros.nodes import SUPERVISOR_PID_ENV
+from asyncrl_ros.nodes import NODE_LOG_ENV, SUPERVISOR_PID_ENV
 
 # The package's modules import torch (seconds): main() imports them only after it has
 # taken over SIGINT/SIGTERM, so a Ctrl-C during start-up stops the run instead of vanishing.
@@ -166,13 +166,14 @@ def main(argv=None) -> int:
     threads = []
 
     def start(node: str, resume: bool, extra: dict | None = None) -> None:
+        log_path = run_dir / 'logs' / f'{node}.log'
         proc = subprocess.Popen(node_command(node, config_file, run_dir, resume,
                                              cfg.world == 'sim', extra),
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env={**env, NODE_LOG_ENV: str(log_path)},
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, start_new_session=True)
         procs[node] = proc
-        thread = threading.Thread(target=pump, args=(node, proc.stdout,
-                                                     run_dir / 'logs' / f'{node}.log', args.quiet),
+        thread = threading.Thread(target=pump, args=(node, proc.stdout, log_path, args.quiet),
                                   daemon=True)
         thread.start()
         threads.append(thread)

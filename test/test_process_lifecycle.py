@@ -89,15 +89,24 @@ def test_bringup_sigkilled_its_nodes_end_and_the_arm_is_left_at_zero(tmp_path, r
             (run_dir / 'steps.csv').exists(), 180, 'the policy to act')
         os.killpg(proc.pid, signal.SIGKILL)   # the bringup alone: it is its session's leader
         proc.wait(timeout=10)
-        deadline = time.monotonic() + 90   # the policy saves and plots on its way out
-        while run_processes(run_dir) and time.monotonic() < deadline:
+        killed_at = time.monotonic()
+        deadline = killed_at + 90   # the policy saves and plots on its way out
+        alive = {line.split()[0]: line for line in run_processes(run_dir)}
+        ended: dict[str, float] = {}
+        while alive and time.monotonic() < deadline:
             ros_node.spin_for(0.2)
+            now = {line.split()[0] for line in run_processes(run_dir)}
+            for pid in set(alive) - now:
+                ended[alive.pop(pid).split('asyncrl_ros.nodes ')[-1].split()[0]] = round(
+                    time.monotonic() - killed_at, 1)
         left = run_processes(run_dir)
         ros_node.spin_for(1.0)   # anything still on its way
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert not left, f'orphaned nodes: {left}'
+    logs = {p.stem: p.read_text()[-1500:] for p in (run_dir / 'logs').glob('*.log')}
+    assert not left, f'orphaned nodes: {left}; ended after (s): {ended}; logs: {logs}'
+    print('seconds from the SIGKILL to each node\'s end:', ended)
     assert robot.commands, 'the robot side heard nothing'
     assert np.all(robot.commands[-1] == 0.0), f'last command {robot.commands[-1]}'
     # Ramped down, not stepped: the Franka's reflexes trip on velocity jumps.

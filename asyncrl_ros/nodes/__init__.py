@@ -20,10 +20,42 @@ SUPERVISOR_PID_ENV = 'ASYNCRL_SUPERVISOR_PID'
 STOP = threading.Event()
 
 
+# The bringup names the file its pump thread copies this node's output into. Once the
+# bringup is dead nobody reads the pipe: the node then writes to that file itself, so what it
+# says while saving and stopping is kept, and no write fails on a broken pipe.
+NODE_LOG_ENV = 'ASYNCRL_NODE_LOG'
+
+
+def supervisor_gone() -> bool:
+    expected = os.environ.get(SUPERVISOR_PID_ENV)
+    return bool(expected) and os.getppid() != int(expected)
+
+
+def write_own_log() -> None:
+    """Point stdout and stderr (file descriptors 1 and 2) at this node's log file."""
+    path = os.environ.get(NODE_LOG_ENV)
+    if not path:
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError:
+        fd = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.environ.pop(NODE_LOG_ENV)
+
+
+def _on_stop_signal(*_) -> None:
+    if supervisor_gone():
+        write_own_log()
+    STOP.set()
+
+
 def take_over_signals() -> threading.Event:
     """SIGINT/SIGTERM only set STOP: the node's loop ends, and its clean-up still runs."""
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: STOP.set())
+        signal.signal(sig, _on_stop_signal)
     end_with_supervisor(STOP)
     return STOP
 
@@ -41,6 +73,6 @@ def end_with_supervisor(stop: threading.Event) -> None:
         libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)   # 1 = PR_SET_PDEATHSIG (Linux)
     except (OSError, AttributeError):
         pass   # not Linux: ros2 launch and the bringup still signal every node
-    expected = os.environ.get(SUPERVISOR_PID_ENV)
-    if expected and os.getppid() != int(expected):
-        stop.set()   # orphaned before the prctl took effect
+    if supervisor_gone():   # orphaned before the prctl took effect
+        write_own_log()
+        stop.set()
