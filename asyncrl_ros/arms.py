@@ -1,7 +1,8 @@
-"""Facts about each arm the package drives: joints, limits, home pose, workspace, kinematics.
+"""Each arm the package drives as one spec: joints, limits, home pose, workspace, kinematics.
 
-The same spec serves the simulated and the real arm: the simulated scene is built
-around the same base frame, home pose and workspace box.
+The same spec serves the simulated and the real arm. Its facts come from the robot side only
+(`asyncrl_ros.robot_specs`, `asyncrl_ros.kinematics`): a real-arm run never imports the
+simulator, and the simulated scenes are built around the same facts.
 """
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from asyncrl_ros.kinematics import PANDA_DDQ_MAX, panda_fk, ur5_fk
+from asyncrl_ros.kinematics import (PANDA_DDQ_MAX, PANDA_DQ_MAX, PANDA_Q_MAX, PANDA_Q_MIN,
+                                    panda_fk, ur5_fk)
+from asyncrl_ros.robot_specs import (PANDA_HOME_QPOS, PANDA_JOINT_NAMES, PANDA_WORKSPACE_MAX,
+                                     PANDA_WORKSPACE_MIN, UR5_ACTUATED, UR5_HOME_QPOS,
+                                     UR5_JOINT_NAMES, UR5_TASK_VELOCITY_LIMIT,
+                                     UR5_WORKSPACE_MAX, UR5_WORKSPACE_MIN)
 from asyncrl_ros.safety import SafetyLimits
 
 # The seeds' own Franka bounds (ReLoD, branch franka, relod/envs/visual_franka_dense_reacher:
@@ -91,23 +97,21 @@ class ArmSpec:
 
 
 def franka() -> ArmSpec:
-    from asyncrl_ros.sim.panda_world import HOME_QPOS
-    from asyncrl_ros.sim.scene import JOINT_NAMES, VELOCITY_LIMITS, WORKSPACE_MAX, WORKSPACE_MIN
     return ArmSpec(
         name='franka',
-        joint_names=tuple(JOINT_NAMES),
-        velocity_limits=VELOCITY_LIMITS.copy(),
+        joint_names=tuple(PANDA_JOINT_NAMES),
+        velocity_limits=PANDA_DQ_MAX.copy(),
         # Franka's documented joint position limits (rad).
-        joint_lower=np.array([-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973]),
-        joint_upper=np.array([2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973]),
-        home_qpos=HOME_QPOS.copy(),
-        workspace_min=WORKSPACE_MIN.copy(),
-        workspace_max=WORKSPACE_MAX.copy(),
+        joint_lower=PANDA_Q_MIN.copy(),
+        joint_upper=PANDA_Q_MAX.copy(),
+        home_qpos=PANDA_HOME_QPOS.copy(),
+        workspace_min=PANDA_WORKSPACE_MIN.copy(),
+        workspace_max=PANDA_WORKSPACE_MAX.copy(),
         fk=panda_fk,
         actuated=np.ones(7, dtype=bool),
         reward='paper',
         target='table',
-        homing_velocity_limits=VELOCITY_LIMITS.copy(),
+        homing_velocity_limits=PANDA_DQ_MAX.copy(),
         # Franka's documented limits, 15 / 7.5 / 10 / 12.5 / 15 / 20 / 20 rad/s^2.
         acceleration_limit=float(PANDA_DDQ_MAX.min()),
     )
@@ -115,26 +119,23 @@ def franka() -> ArmSpec:
 
 def ur5(variant: str = 'ur5') -> ArmSpec:
     """UR5 (the thesis' arm) or UR5e (the simulated model); same joints, home and box."""
-    from asyncrl_ros.sim.ur5_scene import (ACTUATED, JOINT_NAMES, TASK_VELOCITY_LIMIT,
-                                           UR5_WORKSPACE_MAX, UR5_WORKSPACE_MIN)
-    from asyncrl_ros.sim.ur5_world import HOME_QPOS
     limit = np.full(6, 2 * np.pi)
     limit[2] = np.pi   # the elbow's documented range
     return ArmSpec(
         name=variant,
-        joint_names=tuple(JOINT_NAMES),
+        joint_names=tuple(UR5_JOINT_NAMES),
         # The thesis caps every joint at 0.7 rad/s.
-        velocity_limits=np.full(6, TASK_VELOCITY_LIMIT),
+        velocity_limits=np.full(6, UR5_TASK_VELOCITY_LIMIT),
         joint_lower=-limit,
         joint_upper=limit.copy(),
-        home_qpos=HOME_QPOS.copy(),
+        home_qpos=UR5_HOME_QPOS.copy(),
         workspace_min=UR5_WORKSPACE_MIN.copy(),
         workspace_max=UR5_WORKSPACE_MAX.copy(),
         fk=lambda q: ur5_fk(q, variant),
-        actuated=ACTUATED.copy(),
+        actuated=UR5_ACTUATED.copy(),
         reward='thesis',
         target='screen',
-        homing_velocity_limits=np.full(6, TASK_VELOCITY_LIMIT),
+        homing_velocity_limits=np.full(6, UR5_TASK_VELOCITY_LIMIT),
         # UR publishes no joint acceleration limit (ur_description sets none).
         acceleration_limit=None,
     )

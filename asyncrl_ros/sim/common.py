@@ -1,5 +1,6 @@
 """What the Panda and UR5 scenes share: Menagerie arm models, a cheap offscreen set-up, the
-velocity servos, the workspace box and the names the worlds look up.
+velocity servos and the names the worlds look up (the workspace box, `Workspace`, is a robot
+fact: `asyncrl_ros.robot_specs`).
 
 The arm models are MuJoCo Menagerie's, shipped inside the genesis-world wheel (found with
 `importlib.util.find_spec`, never imported: importing genesis pulls in its whole runtime).
@@ -8,10 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass
 
 import mujoco
 import numpy as np
+
+from asyncrl_ros.robot_specs import Workspace  # noqa: F401  (the box is a robot fact)
 
 CAMERA_NAME = 'wrist'
 TARGET_BODY = 'target'
@@ -20,26 +22,6 @@ SCENE_GROUP = 0
 # Red: saturated and non-specular, so dim white lights leave it inside the HSV red mask.
 TARGET_RGBA = (0.75, 0.04, 0.03, 1.0)
 FLOOR_RGBA = (0.30, 0.30, 0.32, 1.0)
-
-
-@dataclass(frozen=True)
-class Workspace:
-    """An axis-aligned box for the end effector, in the world frame (m).
-
-    The defaults are the Panda paper's 40 x 60 x 30 cm box (x depth, y width, z height) in
-    front of the base, over the table: x 0.30..0.70, y -0.30..0.30, z 0.12..0.42 m (the floor
-    keeps the wrist clear of the table, the top holds the home pose's flange at 0.40).
-    """
-    centre: tuple[float, float, float] = (0.50, 0.0, 0.27)
-    size: tuple[float, float, float] = (0.40, 0.60, 0.30)
-
-    @property
-    def low(self) -> np.ndarray:
-        return np.asarray(self.centre) - np.asarray(self.size) / 2
-
-    @property
-    def high(self) -> np.ndarray:
-        return np.asarray(self.centre) + np.asarray(self.size) / 2
 
 
 def menagerie_xml_path(folder: str, filename: str, robot: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from asyncrl_ros.robot_specs import PANDA_HOME_QPOS
 from asyncrl_ros.sim.scene import (FLANGE_BODY, JOINT_NAMES, VELOCITY_LIMITS, WORKSPACE,
                                    WORKSPACE_MAX, WORKSPACE_MIN, Workspace, build_spec,
                                    random_target_position)
@@ -15,10 +16,8 @@ from asyncrl_ros.sim.world_base import ArmWorld
 __all__ = ['PandaWorld', 'HOME_QPOS', 'WORKSPACE', 'WORKSPACE_MIN', 'WORKSPACE_MAX',
            'Workspace', 'JOINT_NAMES']
 
-# Flange at (0.50, 0.00, 0.40) pointing straight down (q6 = q2 - q4), the camera's image "up"
-# along world +x: the wrist camera sees the whole table footprint of the workspace.
-HOME_QPOS = np.array([0.0, -0.1061, 0.0, -2.2775, 0.0, 2.1714, -0.7854])
-HOME_QPOS.flags.writeable = False
+# Flange at (0.50, 0.00, 0.40) pointing straight down (robot_specs, shared with the real arm).
+HOME_QPOS = PANDA_HOME_QPOS
 
 
 class PandaWorld(ArmWorld):

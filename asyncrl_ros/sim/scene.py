@@ -9,16 +9,20 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from asyncrl_ros.kinematics import PANDA_DQ_MAX
+from asyncrl_ros.robot_specs import (PANDA_JOINT_NAMES, PANDA_WORKSPACE, PANDA_WORKSPACE_MAX,
+                                     PANDA_WORKSPACE_MIN, Workspace)  # noqa: F401 (re-exported)
 from asyncrl_ros.sim.common import (CAMERA_NAME, FLOOR_RGBA, SCENE_GROUP, TARGET_BODY,
-                                    TARGET_RGBA, Workspace, add_velocity_servos, configure_scene,
+                                    TARGET_RGBA, add_velocity_servos, configure_scene,
                                     load_arm, menagerie_xml_path)
 
 PREFIX = 'panda_'
-JOINT_NAMES = [f'{PREFIX}joint{i}' for i in range(1, 8)]
+JOINT_NAMES = list(PANDA_JOINT_NAMES)   # the robot's own names (robot_specs)
 FLANGE_BODY = f'{PREFIX}attachment'
 
-# Franka Panda datasheet: maximum joint velocities (rad/s) and torques (N m).
-VELOCITY_LIMITS = np.array([2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61])
+# Franka Panda datasheet: maximum joint velocities (rad/s, kinematics.PANDA_DQ_MAX) and
+# torques (N m).
+VELOCITY_LIMITS = PANDA_DQ_MAX.copy()
 TORQUE_LIMITS = np.array([87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0])
 # Velocity-servo gains (N m s/rad), about (largest joint-space inertia) / 8 ms: the joint
 # reaches the commanded velocity in a few ms, well inside one 40 ms action cycle. The
@@ -26,11 +30,11 @@ TORQUE_LIMITS = np.array([87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0])
 SERVO_KV = np.array([400.0, 400.0, 150.0, 150.0, 20.0, 20.0, 20.0])
 
 
-# The paper's 40 x 60 x 30 cm box: Workspace's defaults.
-WORKSPACE = Workspace()
-WORKSPACE_MIN = WORKSPACE.low
-WORKSPACE_MAX = WORKSPACE.high
-for _a in (VELOCITY_LIMITS, TORQUE_LIMITS, SERVO_KV, WORKSPACE_MIN, WORKSPACE_MAX):
+# The paper's 40 x 60 x 30 cm box (robot_specs).
+WORKSPACE = PANDA_WORKSPACE
+WORKSPACE_MIN = PANDA_WORKSPACE_MIN
+WORKSPACE_MAX = PANDA_WORKSPACE_MAX
+for _a in (VELOCITY_LIMITS, TORQUE_LIMITS, SERVO_KV):
     _a.flags.writeable = False  # shared constants: a stray in-place edit would move everyone's box
 del _a
 

@@ -14,24 +14,26 @@ import mujoco
 import numpy as np
 
 from asyncrl_ros.kinematics import UR_DH
+from asyncrl_ros.robot_specs import (UR5_ACTUATED, UR5_ARM_PLANE_X, UR5_JOINT_NAMES,
+                                     UR5_TASK_VELOCITY_LIMIT, UR5_WORKSPACE, UR5_WORKSPACE_MAX,
+                                     UR5_WORKSPACE_MIN)
 from asyncrl_ros.sim.monitor_target import MonitorTarget
 from asyncrl_ros.sim.common import (CAMERA_NAME, FLOOR_RGBA, SCENE_GROUP, TARGET_BODY,
-                                    TARGET_RGBA, Workspace, add_velocity_servos, configure_scene,
+                                    TARGET_RGBA, add_velocity_servos, configure_scene,
                                     load_arm, menagerie_xml_path)
 
 __all__ = ['JOINT_NAMES', 'FLANGE_BODY', 'CAMERA_NAME', 'TARGET_BODY', 'TASK_VELOCITY_LIMIT',
            'UR5_WORKSPACE', 'UR5_WORKSPACE_MIN', 'UR5_WORKSPACE_MAX', 'default_monitor',
            'build_spec', 'ur5e_xml_path']
 
-# ur_robot_driver's joint names, in its command order.
-JOINT_NAMES = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',
-               'wrist_2_joint', 'wrist_3_joint']
+# The robot's facts (joint names, task velocity limit, actuated joints, workspace box) are
+# robot_specs'; the scene is built around them.
+JOINT_NAMES = list(UR5_JOINT_NAMES)   # ur_robot_driver's, in its command order
 # The tool flange, named as in ur_description; the wrist camera sits on it.
 FLANGE_BODY = 'tool0'
 
-# Thesis: five joints actuated, each within [-0.7, 0.7] rad/s; the last wrist joint is held.
-TASK_VELOCITY_LIMIT = 0.7
-ACTUATED = np.array([True, True, True, True, True, False])
+TASK_VELOCITY_LIMIT = UR5_TASK_VELOCITY_LIMIT
+ACTUATED = UR5_ACTUATED
 # Velocity-servo gains (N m s/rad), about (largest joint-space inertia over the joint range) /
 # 4-9 ms for the three big joints: they reach the commanded velocity within a few tens of ms,
 # inside one action cycle. The wrists (inertia 1e-4..2e-2 kg m^2; the model has no rotor
@@ -41,16 +43,8 @@ ACTUATED = np.array([True, True, True, True, True, False])
 # 10 ms physics steps.
 SERVO_KV = np.array([400.0, 400.0, 150.0, 10.0, 10.0, 10.0])
 
-# With the pan joint at pi/2 (the authors' reset pose) and the camera level towards the monitor,
-# the flange sits d4 (UR5e: 0.1333 m) to the side of the base: monitor and box are centred there.
-ARM_PLANE_X = float(UR_DH['ur5e'][3, 0])
-# The thesis' 0.8 x 0.7 x 0.7 m box (x across the monitor, y towards it, z up), placed as the
-# authors' 'Visual-UR5' box (ur5_async_rl, ur_setup.py; there in base_link coordinates) and
-# grown to the thesis' size: the flange 0.10-0.80 m in front of the base, 0.20-0.90 m above the
-# table; the screen stands 0.2 m beyond the box's far face.
-UR5_WORKSPACE = Workspace(centre=(ARM_PLANE_X, -0.45, 0.55), size=(0.80, 0.70, 0.70))
-UR5_WORKSPACE_MIN = UR5_WORKSPACE.low
-UR5_WORKSPACE_MAX = UR5_WORKSPACE.high
+# The flange's plane at home (pan at pi/2): monitor and box are centred on it.
+ARM_PLANE_X = UR5_ARM_PLANE_X
 
 # The monitor: screen surface centre level with the home flange, 0.6 m in front of it; it faces
 # the robot (+y), so the robot sees the screen's u axis along world -x.
@@ -62,8 +56,7 @@ BEZEL = 0.015
 # The disc floats just in front of the screen surface: a visible red, never z-fighting.
 TARGET_LIFT = 0.002
 TARGET_HALF_THICKNESS = 0.001
-for _a in (ACTUATED, SERVO_KV, UR5_WORKSPACE_MIN, UR5_WORKSPACE_MAX,
-           SCREEN_CENTRE, SCREEN_RIGHT, SCREEN_UP):
+for _a in (SERVO_KV, SCREEN_CENTRE, SCREEN_RIGHT, SCREEN_UP):
     _a.flags.writeable = False  # shared constants
 del _a
 

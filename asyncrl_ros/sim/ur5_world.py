@@ -9,6 +9,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from asyncrl_ros.robot_specs import UR5_HOME_QPOS
 from asyncrl_ros.sim.monitor_target import TASKS, MonitorTarget
 from asyncrl_ros.sim.ur5_scene import (ACTUATED, FLANGE_BODY, JOINT_NAMES, TARGET_LIFT,
                                        TASK_VELOCITY_LIMIT, UR5_WORKSPACE, UR5_WORKSPACE_MAX,
@@ -18,13 +19,9 @@ from asyncrl_ros.sim.world_base import ArmWorld
 __all__ = ['UR5World', 'HOME_QPOS', 'JOINT_NAMES', 'TASKS', 'TASK_VELOCITY_LIMIT',
            'UR5_WORKSPACE', 'UR5_WORKSPACE_MIN', 'UR5_WORKSPACE_MAX']
 
-# Pan at pi/2 and the wrist level (ur5_penalty exactly 0: wrist_1 = -pi - lift - elbow,
-# wrist_2 = -pan), close to the authors' reset pose (1.59, -2.0, 2.1, -3.02, -1.64, pi): the
-# flange at (0.1333, -0.400, 0.550), 0.6 m from the screen centre, looking straight at it with
-# the image's up along world +z.
-_LIFT, _ELBOW = -1.7341, 2.0761
-HOME_QPOS = np.array([np.pi / 2, _LIFT, _ELBOW, -np.pi - _LIFT - _ELBOW, -np.pi / 2, 0.0])
-HOME_QPOS.flags.writeable = False
+# Pan at pi/2 and the wrist level, the flange 0.6 m from the screen centre (robot_specs, shared
+# with the real arm).
+HOME_QPOS = UR5_HOME_QPOS
 
 
 class UR5World(ArmWorld):
