@@ -72,6 +72,23 @@ def stop_all(procs: dict, timeout: float = 20.0) -> None:
             proc.kill()
 
 
+def stop_in_order(procs: dict) -> None:
+    """The run's stop order (runs.stop_stages, the launch files' too): stage by stage, each
+    once the one before has ended; stateful nodes get time to save (a large replay can take a
+    while), the arm_driver stops before the world."""
+    from asyncrl_ros.runs import (MAIN_NODE, SAVE_TIMEOUT_S, STATEFUL_NODES, STOP_SETTLE_S,
+                                  STOP_TIMEOUT_S, stop_stages)
+    for stage in stop_stages(list(procs)):
+        running = [n for n in stage if procs[n].poll() is None]
+        if running:
+            print(f'[bringup] stopping {", ".join(running)}', flush=True)
+        stop_all({n: procs[n] for n in stage},
+                 timeout=max(SAVE_TIMEOUT_S if n in STATEFUL_NODES else STOP_TIMEOUT_S
+                             for n in stage))
+        if MAIN_NODE in stage:
+            time.sleep(STOP_SETTLE_S)   # let the last transitions reach the replay owner
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog='asyncrl', description=__doc__.splitlines()[0])
     parser.add_argument('profile', nargs='?',
@@ -107,8 +124,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from asyncrl_ros.config import ConfigError, parse_override
     from asyncrl_ros.profiles import load_profiles
-    from asyncrl_ros.runs import (LEARNING_NODES, MAIN_NODE, SAFETY_NODE, SAVE_TIMEOUT_S,
-                                  prepare_run, run_nodes, write_run)
+    from asyncrl_ros.runs import LEARNING_NODES, MAIN_NODE, prepare_run, run_nodes, write_run
     try:
         if args.list:
             for name, prof in load_profiles().items():
@@ -218,14 +234,7 @@ def main(argv=None) -> int:
     finally:
         if interrupted:
             print('[bringup] stopping: the policy saves its checkpoint first', flush=True)
-        ordered = {MAIN_NODE: procs[MAIN_NODE]} if MAIN_NODE in procs else {}
-        stop_all(ordered, timeout=SAVE_TIMEOUT_S)   # saving a large replay can take a while
-        time.sleep(1.0)   # let the last transitions reach the replay owner
-        # Learning nodes save their parts (the replay can be GBs): give them time.
-        stop_all({n: p for n, p in procs.items() if n in LEARNING_NODES}, timeout=SAVE_TIMEOUT_S)
-        stop_all({n: p for n, p in procs.items() if n == SAFETY_NODE})
-        stop_all({n: p for n, p in procs.items()
-                  if n not in (MAIN_NODE, SAFETY_NODE) and n not in LEARNING_NODES})
+        stop_in_order(procs)
         for thread in threads:
             thread.join(timeout=2.0)
         release_shared_memory(run_dir)

@@ -18,8 +18,8 @@ from asyncrl_ros import bringup
 from asyncrl_ros.config import ConfigError, ExperimentConfig, parse_override
 from asyncrl_ros import runs
 from asyncrl_ros.profiles import Profile, config_dir, load_profiles
-from asyncrl_ros.runs import (LEARNING_NODES, SAVE_TIMEOUT_S, STATEFUL_NODES, node_parameters,
-                              prepare_run, run_nodes)
+from asyncrl_ros.runs import (LEARNING_NODES, MAIN_NODE, SAVE_TIMEOUT_S, STATEFUL_NODES,
+                              STOP_SETTLE_S, node_parameters, prepare_run, run_nodes, stop_stages)
 
 ASYNC_MODES = ('async1', 'async2')
 
@@ -237,11 +237,127 @@ def generate(prefix_or_name: str, modes: Sequence[str] | None = None,
         function=launch_setup, args=[prefix_or_name, modes, [s[0] for s in specs]])])
 
 
+class StopOrder:
+    """The run's stop order (runs.stop_stages, the bringup's too) in `launch`.
+
+    `launch` itself stops every process at once: each one's own OnShutdown handler sends it
+    SIGINT. The launch files' nodes (`StagedNode`) instead wait for their stage; whatever
+    starts the shutdown (a node's exit, a Ctrl-C, a Shutdown action) begins this chain:
+    SIGINT to the nodes of one stage (launch's ShutdownProcess event, so their SIGTERM and
+    SIGKILL timers apply), and when all of them have exited (OnProcessExit) the next stage,
+    STOP_SETTLE_S after the policy's. Its handlers are RegisterEventHandler actions
+    (`event_handlers`). A Ctrl-C typed in a terminal reaches every node of the terminal's
+    process group at once, as with any `ros2 launch`; the nodes take the chain's SIGINT as
+    the same request.
+    """
+
+    def __init__(self, stages: Sequence[Sequence[tuple[str, object]]]):
+        self.stages = [[id(action) for _, action in stage] for stage in stages]
+        self.actions = {id(action): action for stage in stages for _, action in stage}
+        self.names = {id(action): name for stage in stages for name, action in stage}
+        self.index = 0
+        self.begun = False
+        self.released: set[int] = set()    # nodes whose turn has come
+        self.started: set[int] = set()
+        self.exited: set[int] = set()
+        self.waiting: set[int] = set()
+
+    def turn_of(self, action) -> bool:
+        return id(action) in self.released
+
+    def begin(self, context=None):
+        """Start the ordered stop (called by every node and on Shutdown; the first counts)."""
+        if self.begun:
+            return None
+        self.begun = True
+        return self.advance(context)
+
+    def advance(self, context=None):
+        """Signal the current stage; past it while none of its nodes is running."""
+        from launch.actions import EmitEvent, LogInfo
+        from launch.events import matches_action
+        from launch.events.process import ShutdownProcess
+
+        actions = []
+        while self.index < len(self.stages):
+            pending = [n for n in self.stages[self.index] if n not in self.exited]
+            if pending and not all(n in self.released for n in pending):
+                self.released.update(pending)
+                actions.append(LogInfo(msg='[asyncrl] stopping ' + ', '.join(
+                    self.names[n] for n in pending)))
+                actions += [EmitEvent(event=ShutdownProcess(
+                    process_matcher=matches_action(self.actions[n]))) for n in pending]
+            # A node whose process has not started yet gets its SIGINT when it does (launch
+            # defers it); the chain waits for the running ones.
+            self.waiting = {n for n in pending if n in self.started}
+            if self.waiting:
+                return actions
+            settle = self.next_stage()
+            if settle:
+                return actions + settle
+        return actions or None
+
+    def next_stage(self) -> list:
+        """Move on; after the policy's stage, a pause first (returned as a timer)."""
+        from launch.actions import OpaqueFunction, TimerAction
+        done = self.stages[self.index]
+        self.index += 1
+        if self.index < len(self.stages) and any(self.names[n] == MAIN_NODE for n in done):
+            return [TimerAction(period=STOP_SETTLE_S, cancel_on_shutdown=False,
+                                actions=[OpaqueFunction(function=self.advance)])]
+        return []
+
+    def on_exit(self, action, context):
+        self.exited.add(id(action))
+        if not (self.begun and id(action) in self.waiting):
+            return None
+        self.waiting.discard(id(action))
+        if self.waiting:
+            return None
+        return self.next_stage() or self.advance(context)
+
+    def event_handlers(self) -> list:
+        """RegisterEventHandler actions: OnShutdown begins the chain; every node's
+        OnProcessStart and OnProcessExit drive it."""
+        from launch.actions import RegisterEventHandler
+        from launch.event_handlers import OnProcessExit, OnProcessStart, OnShutdown
+
+        out = [RegisterEventHandler(OnShutdown(
+            on_shutdown=lambda event, context: self.begin(context)))]
+        for action in self.actions.values():
+            out.append(RegisterEventHandler(OnProcessStart(
+                target_action=action,
+                on_start=lambda event, context, a=action: self.started.add(id(a)))))
+            out.append(RegisterEventHandler(OnProcessExit(
+                target_action=action,
+                on_exit=lambda event, context, a=action: self.on_exit(a, context))))
+        return out
+
+
+def staged_node_class():
+    """launch_ros's Node whose shutdown waits for its turn in a StopOrder."""
+    from launch_ros.actions import Node
+
+    class StagedNode(Node):
+        stop_order: StopOrder | None = None   # set once all the run's nodes exist
+
+        def _shutdown_process(self, context, *, send_sigint):
+            # Called by launch's own OnShutdown (every node at once) and by ShutdownProcess.
+            if self.stop_order is None:
+                return super()._shutdown_process(context, send_sigint=send_sigint)
+            if self.stop_order.turn_of(self):
+                # Always a SIGINT of its own: one from a terminal's Ctrl-C is the same request.
+                return super()._shutdown_process(context, send_sigint=True)
+            return self.stop_order.begin(context)
+
+    return StagedNode
+
+
 def launch_setup(context, prefix_or_name: str, modes: Sequence[str], arg_names: Sequence[str]):
     """OpaqueFunction body: resolve, write the run folder, return the actions."""
     from launch.actions import LogInfo, SetEnvironmentVariable, Shutdown
-    from launch_ros.actions import Node
 
+    StagedNode = staged_node_class()
     args = {name: context.launch_configurations.get(name, '') for name in arg_names}
     p = plan_from_arguments(profile_name(prefix_or_name, modes, args.get('mode', '')), args)
     measured = bringup.preflight(p.config)   # real_time_factor auto; a GPU replay that fits
@@ -252,13 +368,19 @@ def launch_setup(context, prefix_or_name: str, modes: Sequence[str], arg_names: 
     actions.append(LogInfo(msg=f'[asyncrl] {p.summary()}'))
     if p.driver_hint:
         actions.append(LogInfo(msg=f'[asyncrl] {p.driver_hint}'))
+    nodes = {}
     for n in p.nodes:
         kwargs = {}
         if n.ends_run:
             kwargs['on_exit'] = Shutdown(reason=f'{n.name} exited')
         if n.stop_timeout_s is not None:
             kwargs['sigterm_timeout'] = str(n.stop_timeout_s)
-        actions.append(Node(package=n.package, executable=n.executable, name=n.name,
-                            parameters=[n.parameters], arguments=n.arguments or None,
-                            output=n.output, **kwargs))
-    return actions
+        nodes[n.name] = StagedNode(package=n.package, executable=n.executable, name=n.name,
+                                   parameters=[n.parameters], arguments=n.arguments or None,
+                                   output=n.output, **kwargs)
+    stop_order = StopOrder([[(name, nodes[name]) for name in stage]
+                            for stage in stop_stages(list(nodes))])
+    for node in nodes.values():
+        node.stop_order = stop_order
+    # The handlers first: a node that exits at once is still seen.
+    return actions + stop_order.event_handlers() + list(nodes.values())

@@ -25,6 +25,24 @@ SAFETY_NODE = 'arm_driver'
 # Time a stateful node may take to save when stopped (a replay can be GBs).
 SAVE_TIMEOUT_S = 600.0
 
+# The time any other node gets between SIGINT and being killed, in the bringup.
+STOP_TIMEOUT_S = 20.0
+# After the policy has stopped, before the learning nodes are asked to: its last
+# transitions reach the replay owner.
+STOP_SETTLE_S = 1.0
+
+
+def stop_stages(nodes: Sequence[str]) -> list[list[str]]:
+    """The order a run's nodes stop in, for the bringup and the launch files alike: the
+    policy first (it saves, and the arm stops being commanded), then the learning nodes
+    (they save their parts), then the safety layer (its last zero command is still heard by
+    the robot side), then the rest at once. Each stage starts when the one before it has
+    ended; stages without a node of `nodes` are left out."""
+    first = [[MAIN_NODE], list(LEARNING_NODES), [SAFETY_NODE]]
+    placed = {n for stage in first for n in stage}
+    stages = [[n for n in stage if n in nodes] for stage in first]
+    stages.append([n for n in nodes if n not in placed])
+    return [stage for stage in stages if stage]
 
 def prepare_run(profile: str | None, setting: str | None = None, config_file: str | None = None,
                 overrides: Sequence[dict] = (), run_dir: str | None = None,

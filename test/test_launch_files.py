@@ -1,22 +1,29 @@
 """The launch files and the rviz/rqt set-up for a ROS 2 install.
 
-`ros2 launch` itself (launch_ros) is not on PyPI: where it is importable the launch files
-are loaded and their actions checked against `plan()`; everywhere, `plan()` is checked
-against profiles.yaml, setup.py and the bringup, and the viewer configs against the topics
-and QoS the nodes really use.
+`ros2 launch` itself (launch_ros) is not on PyPI: scripts/setup_env.sh installs the real
+`launch`, `launch_ros` and `ros2launch` from ../shared/ros2-launch where that folder exists.
+Then the launch files are loaded and their actions checked against `plan()`, and one is run
+the way `ros2 launch` runs it, to its end, checking the stop order. Everywhere, `plan()` is
+checked against profiles.yaml, setup.py and the bringup, the stop order against its one
+definition (runs.stop_stages), and the viewer configs against the topics and QoS the nodes
+really use.
 """
 from __future__ import annotations
 
 import ast
 import importlib.util
 import json
+import os
+import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, TEST_TAG_ENV, _tagged_processes
 
 from asyncrl_ros import bringup, runs
 from asyncrl_ros import launch_support as ls
@@ -220,6 +227,73 @@ def test_declared_arguments_follow_the_world():
         assert arg in sim
 
 
+@pytest.mark.parametrize('profile', sorted(load_profiles()))
+def test_stop_order_is_one_definition(profile, tmp_path):
+    """runs.stop_stages: the policy first, then the learning nodes, then the arm_driver, then
+    the rest (viewers too); every node exactly once. The bringup and launch_setup use it."""
+    names = [n.name for n in ls.plan_from_arguments(profile, {
+        'run_dir': str(tmp_path), 'record': 'true', 'rviz': 'true'}).nodes]
+    stages = runs.stop_stages(names)
+    assert sorted(n for stage in stages for n in stage) == sorted(names)
+    assert stages[0] == [runs.MAIN_NODE]
+    order = [n for stage in stages for n in stage]
+    if runs.SAFETY_NODE in names:
+        assert stages[-2] == [runs.SAFETY_NODE]
+        assert all(order.index(n) < order.index(runs.SAFETY_NODE)
+                   for n in runs.LEARNING_NODES if n in names)
+    assert set(stages[-1]) == set(names) - {runs.MAIN_NODE, runs.SAFETY_NODE,
+                                            *runs.LEARNING_NODES}
+
+
+# Stands in for a node: says it is up, and on SIGINT notes when it began and ended stopping.
+FAKE_NODE = """
+import signal, sys, time
+name, log = sys.argv[1], sys.argv[2]
+def on_int(*_):
+    with open(log, 'a') as f:
+        f.write(f'{name} stopping {time.monotonic()}\\n')
+    time.sleep(0.3)   # saving
+    with open(log, 'a') as f:
+        f.write(f'{name} ended {time.monotonic()}\\n')
+    sys.exit(0)
+signal.signal(signal.SIGINT, on_int)
+print('up', flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def test_bringup_stops_in_the_one_order(tmp_path, capsys):
+    """bringup.stop_in_order: each stage of runs.stop_stages is signalled only after every
+    node of the stage before has ended."""
+    import time
+    log = tmp_path / 'stops.log'
+    names = ['sim_world', 'reward', 'target_monitor', 'arm_driver', 'policy', 'replay_sampler',
+             'learner', 'recorder']
+    procs = {n: subprocess.Popen([sys.executable, '-c', FAKE_NODE, n, str(log)],
+                                 stdout=subprocess.PIPE, text=True) for n in names}
+    for proc in procs.values():
+        assert proc.stdout.readline().strip() == 'up'
+    started = time.monotonic()
+    bringup.stop_in_order(procs)
+    assert all(p.returncode == 0 for p in procs.values())
+    times = {}
+    for line in log.read_text().splitlines():
+        name, what, at = line.split()
+        times[(name, what)] = float(at)
+    stages = runs.stop_stages(names)
+    assert stages[0] == ['policy'] and stages[-2] == ['arm_driver']
+    for before, after in zip(stages, stages[1:]):
+        assert max(times[(n, 'ended')] for n in before) < \
+            min(times[(n, 'stopping')] for n in after), (before, after, times)
+    # The policy's last transitions get STOP_SETTLE_S to reach the replay owner.
+    assert min(times[(n, 'stopping')] for n in stages[1]) - times[('policy', 'ended')] >= \
+        runs.STOP_SETTLE_S * 0.9
+    assert time.monotonic() - started < 15
+    printed = [line for line in capsys.readouterr().out.splitlines() if 'stopping' in line]
+    assert printed == [f'[bringup] stopping {", ".join(stage)}' for stage in stages]
+
+
 # ---- rviz and rqt ----
 
 def test_rviz_config_shows_the_package_topics_with_matching_qos():
@@ -289,13 +363,16 @@ def launch_available() -> bool:
         return False
 
 
+NO_LAUNCH = ('launch_ros is not on PyPI and ../shared/ros2-launch was not installed '
+             '(scripts/setup_env.sh); the standalone bringup is tested instead')
+
+
 @pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)
 def test_launch_description_matches_plan(path, tmp_path):
     if not launch_available():
-        pytest.skip('launch_ros is not installable from PyPI; the standalone bringup is tested '
-                    'instead')
+        pytest.skip(NO_LAUNCH)
     from launch import LaunchContext
-    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
     from launch_ros.actions import Node
     from launch_ros.utilities import evaluate_parameters
 
@@ -311,6 +388,8 @@ def test_launch_description_matches_plan(path, tmp_path):
         context = LaunchContext()
         run_dir = tmp_path / profile
         context.launch_configurations['run_dir'] = str(run_dir)
+        # A fixed world speed: `auto` would time the learner (the bringup's tests do).
+        context.launch_configurations['real_time_factor'] = '0.5'
         if modes:
             context.launch_configurations['mode'] = profile.rsplit('_', 1)[1]
         for arg in declared:
@@ -329,4 +408,125 @@ def test_launch_description_matches_plan(path, tmp_path):
             # launch_ros keeps the parameter dicts only privately; evaluate them as it would.
             (params,) = evaluate_parameters(context, node._Node__parameters)
             assert params == exp.parameters
+        # Every node waits for its turn in the one stop order, driven by registered handlers.
+        names = [e.executable for e in expected]
+        order = nodes[0].stop_order
+        assert all(node.stop_order is order for node in nodes)
+        assert [[order.names[n] for n in stage] for stage in order.stages] == \
+            runs.stop_stages(names)
+        handlers = [a for a in actions if isinstance(a, RegisterEventHandler)]
+        assert len(handlers) == 1 + 2 * len(nodes)
+        assert actions.index(handlers[-1]) < actions.index(nodes[0])
         assert (run_dir / 'config.yaml').is_file() and (run_dir / 'run.yaml').is_file()
+
+
+# A short run: episodes of 1.5 s at a world speed of 0.25 (the bringup tests' SHORT).
+SHORT_RUN_SET = ('set:=task.episode_s=1.5;task.reset_s=1.0;run.init_random_steps=20;'
+                 'sac.batch_size=16;sac.hidden_dim=256;sac.torch_threads=1')
+LAUNCH_SCRIPT = """
+import sys
+from ros2launch.api import get_share_file_path_from_package, launch_a_launch_file
+path = get_share_file_path_from_package(package_name='asyncrl_ros', file_name=sys.argv[1])
+sys.exit(launch_a_launch_file(launch_file_path=path, launch_file_arguments=sys.argv[2:],
+                              noninteractive=True))
+"""
+
+
+def start_ros2_launch(file: str, args: list[str], tmp_path: Path) -> subprocess.Popen:
+    """`ros2 launch asyncrl_ros <file> <args>`, as ros2launch runs it, with the package
+    installed as ros2 launch finds it (share/ and lib/ of the venv: scripts/setup_env.sh)."""
+    if not launch_available():
+        pytest.skip(NO_LAUNCH)
+    prefix = Path(sys.prefix)
+    if not (prefix / 'lib' / 'asyncrl_ros' / 'policy').exists() or not (
+            prefix / 'share' / 'asyncrl_ros' / 'launch' / file).exists():
+        pytest.skip(f'asyncrl_ros is not installed as ros2 launch finds it in {prefix} '
+                    '(scripts/setup_env.sh)')
+    env = dict(os.environ, AMENT_PREFIX_PATH=str(prefix), ROS_LOG_DIR=str(tmp_path / 'ros_log'),
+               ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
+    # One stream: launch's lines in the order things happened.
+    return subprocess.Popen([sys.executable, '-c', LAUNCH_SCRIPT, file, *args], env=env,
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def check_stop_order(out: str, nodes: list[str]) -> list[str]:
+    """From launch's own lines: every node started and finished cleanly (SIGINT only, no
+    escalation), and each stage of runs.stop_stages was signalled only once the stage before
+    it had ended. Returns the nodes in the order they ended."""
+    events = [(m['what'], m['name']) for m in re.finditer(
+        r"^\[INFO\] \[(?P<name>\w+)-\d+\]: (?P<what>process started|sending signal '\w+'|"
+        r"process has finished cleanly)", out, re.M)]
+    started = [n for what, n in events if what == 'process started']
+    ended = [n for what, n in events if what == 'process has finished cleanly']
+    assert sorted(started) == sorted(ended) == sorted(nodes), out[-4000:]
+    assert 'process has died' not in out and 'failed to terminate' not in out, out[-4000:]
+    signals = [(what, n) for what, n in events if what.startswith('sending signal')]
+    assert all(what == "sending signal 'SIGINT'" for what, _ in signals), signals
+    assert len({n for _, n in signals}) == len(signals), signals   # one each, from the chain
+    position = {e: i for i, e in enumerate(events)}
+    stages = runs.stop_stages(nodes)
+    for before, after in zip(stages, stages[1:]):
+        for b in before:
+            for a in after:
+                if ("sending signal 'SIGINT'", a) in position:
+                    assert position[('process has finished cleanly', b)] < \
+                        position[("sending signal 'SIGINT'", a)], (b, a, events)
+    stopping = [out.index(f'[asyncrl] stopping {", ".join(stage)}') for stage in stages
+                if f'[asyncrl] stopping {", ".join(stage)}' in out]
+    assert stopping == sorted(stopping), out[-4000:]
+    return ended
+
+
+ASYNC2_NODES = ['sim_world', 'reward', 'target_monitor', 'arm_driver', 'policy',
+                'replay_sampler', 'learner']
+
+
+def test_ros2_launch_runs_to_its_end_and_stops_in_order(tmp_path):
+    """franka_sim_async.launch.py as `ros2 launch asyncrl_ros franka_sim_async.launch.py`
+    runs it: the policy ends the run after its 2 episodes, then the learning nodes are
+    stopped, then the arm_driver, then the rest; every process ends cleanly, none is left."""
+    run_dir = tmp_path / 'run'
+    proc = start_ros2_launch('franka_sim_async.launch.py',
+                             ['mode:=async2', 'episodes:=2', 'real_time_factor:=0.25',
+                              SHORT_RUN_SET, f'run_dir:={run_dir}'], tmp_path)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out[-4000:]
+    assert [int(e['episode']) for e in read_csv(run_dir / 'episodes.csv')] == [1, 2]
+    ended = check_stop_order(out, ASYNC2_NODES)
+    assert ended[0] == 'policy' and "to process[policy" not in out   # it ended by itself
+    for stage in ('learner, replay_sampler', 'arm_driver', 'sim_world, reward, target_monitor'):
+        assert f'[asyncrl] stopping {stage}' in out
+    assert 'zero velocity commanded and acknowledged' in out
+    # Nothing of the run is left: every process this test started has ended.
+    assert _tagged_processes(os.environ[TEST_TAG_ENV]) == []
+
+
+def test_ros2_launch_ctrl_c_stops_the_policy_first(tmp_path):
+    """A SIGINT to `ros2 launch` (noninteractive: launch signals the nodes itself) while the
+    policy runs: the policy is stopped first and saves, then the arm_driver, then the rest."""
+    import signal
+    import time
+    run_dir = tmp_path / 'run'
+    proc = start_ros2_launch('franka_sim_sync.launch.py',
+                             ['episodes:=50', 'real_time_factor:=0.25', SHORT_RUN_SET,
+                              f'run_dir:={run_dir}'], tmp_path)
+    deadline = time.monotonic() + 150
+    while not (run_dir / 'episodes.csv').is_file() and proc.poll() is None:
+        assert time.monotonic() < deadline, 'no episode within 150 s'
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out[-4000:]
+    ended = check_stop_order(out, ['sim_world', 'reward', 'target_monitor', 'arm_driver',
+                                   'policy'])
+    assert ended[:2] == ['policy', 'arm_driver'], ended
+    assert out.index('[asyncrl] stopping policy') < out.index('[asyncrl] stopping arm_driver')
+    assert (run_dir / 'checkpoint.pt').is_file()   # the policy saved
+    assert _tagged_processes(os.environ[TEST_TAG_ENV]) == []
+
+
+def read_csv(path: Path) -> list[dict]:
+    import csv
+    with path.open() as f:
+        return list(csv.DictReader(f))
