@@ -39,33 +39,74 @@ if ! stamp_ok requirements "$REQ_HASH"; then
   stamp_set requirements "$REQ_HASH"
 fi
 
+# Generate one interfaces package with CMake + rosidl into the venv (about 30 s each).
+rosidl_generate() {
+  local name="$1" src="$2" build="$ROOT/build/$1"
+  say "generating $name with rosidl (about 30 s)"
+  rm -rf "$build"; mkdir -p "$build"
+  (
+    export PATH="$VENV/bin:$PATH" AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
+    cmake -S "$src" -B "$build" -DCMAKE_INSTALL_PREFIX="$VENV" \
+      -DPython3_EXECUTABLE="$PY" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release > "$build/configure.log" 2>&1 \
+      || { cat "$build/configure.log"; exit 1; }
+    cmake --build "$build" -j2 > "$build/build.log" 2>&1 || { tail -50 "$build/build.log"; exit 1; }
+    cmake --install "$build" > "$build/install.log" 2>&1 || { tail -50 "$build/install.log"; exit 1; }
+  )
+}
+
 IFACE="$ROOT/asyncrl_ros_interfaces"
 IFACE_HASH=$(hash_of "$IFACE/CMakeLists.txt" "$IFACE/package.xml" "$IFACE"/msg/*.msg)
 if ! stamp_ok interfaces "$IFACE_HASH" || ! "$PY" -c "import asyncrl_ros_interfaces.msg" 2>/dev/null; then
-  say "generating asyncrl_ros_interfaces with rosidl (about 30 s)"
-  BUILD="$ROOT/build/asyncrl_ros_interfaces"
-  rm -rf "$BUILD"; mkdir -p "$BUILD"
-  (
-    export PATH="$VENV/bin:$PATH" AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
-    cmake -S "$IFACE" -B "$BUILD" -DCMAKE_INSTALL_PREFIX="$VENV" \
-      -DPython3_EXECUTABLE="$PY" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release > "$BUILD/configure.log" 2>&1 \
-      || { cat "$BUILD/configure.log"; exit 1; }
-    cmake --build "$BUILD" -j2 > "$BUILD/build.log" 2>&1 || { tail -50 "$BUILD/build.log"; exit 1; }
-    cmake --install "$BUILD" > "$BUILD/install.log" 2>&1 || { tail -50 "$BUILD/install.log"; exit 1; }
-  )
+  rosidl_generate asyncrl_ros_interfaces "$IFACE"
   "$PY" -c "import asyncrl_ros_interfaces.msg" || { echo "[setup] generated messages do not import"; exit 1; }
   stamp_set interfaces "$IFACE_HASH"
 fi
 
 PKG_HASH=$(hash_of "$ROOT/setup.py" "$ROOT/setup.cfg" "$ROOT/package.xml")
-if ! stamp_ok package "$PKG_HASH" || ! "$PY" -c "import asyncrl_ros" 2>/dev/null; then
+if ! stamp_ok package "$PKG_HASH" || ! "$PY" -c "import asyncrl_ros" 2>/dev/null \
+    || [ ! -d "$VENV/lib/asyncrl_ros" ]; then
   say "installing asyncrl_ros (editable) into the venv"
   "$PY" -m pip install --no-deps --no-build-isolation -e "$ROOT" > "$STAMPS/install.log" 2>&1 \
     || { tail -40 "$STAMPS/install.log"; exit 1; }
-  # The ament index marker and share/ files a plain pip install does not write.
+  # What colcon would install and an editable pip install does not: the ament index marker,
+  # share/asyncrl_ros/package.xml and lib/asyncrl_ros/<node> (where launch_ros looks for a
+  # package's executables; links to the console scripts).
   mkdir -p "$VENV/share/ament_index/resource_index/packages" "$VENV/share/asyncrl_ros"
   touch "$VENV/share/ament_index/resource_index/packages/asyncrl_ros"
   cp "$ROOT/package.xml" "$VENV/share/asyncrl_ros/"
+  rm -rf "$VENV/lib/asyncrl_ros"; mkdir -p "$VENV/lib/asyncrl_ros"
+  for node in $("$PY" -c "import ast, sys
+tree = ast.parse(open(sys.argv[1]).read())
+print(' '.join(next(ast.literal_eval(n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                    and getattr(n.targets[0], 'id', '') == 'NODES')))" "$ROOT/setup.py"); do
+    ln -sfn "../../bin/$node" "$VENV/lib/asyncrl_ros/$node"
+  done
   stamp_set package "$PKG_HASH"
+fi
+# The launch files, linked one by one (ros2 launch looks for them with os.walk, which does
+# not enter a linked folder); every time, as launch/ may have changed.
+mkdir -p "$VENV/share/asyncrl_ros/launch"
+find "$VENV/share/asyncrl_ros/launch" -maxdepth 1 -type l -delete
+ln -sf "$ROOT"/launch/*.launch.py "$VENV/share/asyncrl_ros/launch/"
+
+# The real `launch`, `launch_ros` and `ros2launch` (not on PyPI), where the project's shared
+# folder holds them (see ../shared/ros2-launch/README.md); without it this step is skipped
+# and the tests that need `ros2 launch` skip.
+LAUNCH_SRC="$ROOT/../shared/ros2-launch"
+if [ -d "$LAUNCH_SRC" ]; then
+  LAUNCH_SRC="$(cd "$LAUNCH_SRC" && pwd)"
+  LAUNCH_HASH=$(hash_of "$LAUNCH_SRC"/*.whl "$LAUNCH_SRC/composition_interfaces/CMakeLists.txt" \
+                "$LAUNCH_SRC/composition_interfaces/package.xml" "$LAUNCH_SRC"/composition_interfaces/srv/*.srv)
+  if ! stamp_ok launch "$LAUNCH_HASH" || ! "$PY" -c "import launch_ros, ros2launch.api" 2>/dev/null; then
+    say "installing launch, launch_ros and ros2launch from $LAUNCH_SRC"
+    # --no-deps: their metadata names ROS packages by their ROS names (ament_index_python).
+    { "$PY" -m pip install --no-deps "$LAUNCH_SRC"/*.whl &&
+      "$PY" -m pip install osrf-pycommon==2.0.2 lark==1.3.1 ros-lifecycle-msgs==2.3.0 ros-rcl-interfaces==2.3.0
+    } > "$STAMPS/launch.log" 2>&1 || { tail -40 "$STAMPS/launch.log"; echo "[setup] pip failed (log: $STAMPS/launch.log)"; exit 1; }
+    rosidl_generate composition_interfaces "$LAUNCH_SRC/composition_interfaces"
+    (cd / && AMENT_PREFIX_PATH="$VENV" "$PY" -c "import composition_interfaces.srv, launch_ros.actions, ros2launch.api") \
+      || { echo "[setup] launch_ros does not import"; exit 1; }
+    stamp_set launch "$LAUNCH_HASH"
+  fi
 fi
 say "ready: $VENV"
