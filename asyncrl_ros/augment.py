@@ -1,9 +1,13 @@
 """Image crops for pixel-based SAC: random crop in training (RAD/DrQ), centre crop when acting."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from numpy.lib.stride_tricks import sliding_window_view
+
+if TYPE_CHECKING:   # the host replay (and a process that only samples) never loads torch
+    import torch
 
 
 def _check_crop(h: int, w: int, out_h: int, out_w: int) -> None:

@@ -56,6 +56,8 @@ class RunConfig:
     init_random_steps: int = 5000
     # Stop early after this many episodes (0: run until training_minutes).
     max_episodes: int = 0
+    # The networks (and the policy's counters) are saved this often; the replay is committed
+    # at every episode's start into <run>/replay/ (a crash loses at most the open episode).
     checkpoint_every_episodes: int = 10
     # Cap on SAC updates per environment step (the thesis needed 1 at baseline).
     max_updates_per_step: float = 1.0
@@ -127,8 +129,8 @@ class AsyncConfig:
     # A learner or replay_sampler that dies is restarted from its last checkpoint this
     # many times in a run (0: never; the policy then acts on its last weights).
     max_restarts: int = 3
-    # The learner saves its networks this often; the replay owner saves the replay every
-    # run.checkpoint_every_episodes episodes. A restart continues from there.
+    # The learner saves its networks this often; the replay owner commits the replay at
+    # every episode's start. A restart continues from there.
     learner_checkpoint_s: float = 120.0
 
 

@@ -62,26 +62,32 @@ class DeviceFrameReplay(FrameReplay):
     def __init__(self, capacity: int, frame_shape: tuple[int, int, int], proprio_dim: int,
                  action_dim: int, frame_stack: int = 3, seed: int = 0,
                  device: str | torch.device = 'cuda', reserve_bytes: int = DEFAULT_RESERVE_BYTES,
-                 mem_get_info: Callable | None = None):
+                 mem_get_info: Callable | None = None, folder=None, resume: bool = False):
         self.device = torch.device(device)
         check_fits(replay_nbytes(capacity, frame_shape, proprio_dim, action_dim), self.device,
                    reserve_bytes, mem_get_info,
                    f"the replay ({capacity} frames of {frame_shape[1]}x{frame_shape[2]})")
-        super().__init__(capacity, frame_shape, proprio_dim, action_dim, frame_stack, seed)
-        # Columns: proprio | action | reward | not_done; one upload per write, one gather per batch.
+        # The row table is needed by _store, which a resume does not call.
         self._cols = np.cumsum([0, proprio_dim, action_dim, 1, 1])
         self.table = torch.zeros(capacity, int(self._cols[-1]), dtype=torch.float32, device=self.device)
+        super().__init__(capacity, frame_shape, proprio_dim, action_dim, frame_stack, seed,
+                         folder, resume)
 
     # ----------------------------------------------------------------- storage
     def _new_frames(self) -> torch.Tensor:
+        # With a folder, the frames are also kept in its file: that is what a resume reads.
+        shape = (self.capacity, *self.frame_shape)
+        self.frames_file = None if self.files is None else self.files.array('frames', shape, np.uint8)
         # Never-written rows are never sampled, so no need to clear them.
-        return torch.empty(self.capacity, *self.frame_shape, dtype=torch.uint8, device=self.device)
+        return torch.empty(*shape, dtype=torch.uint8, device=self.device)
 
     def _row(self, slots) -> np.ndarray:
         return np.concatenate([self.proprio[slots], self.action[slots], self.reward[slots, None],
                                (~self.terminal[slots, None]).astype(np.float32)], axis=1)
 
     def _store(self, slot: int, frame: np.ndarray) -> None:
+        if self.frames_file is not None:
+            self.frames_file[slot] = frame
         self.frames[slot].copy_(torch.from_numpy(np.ascontiguousarray(frame)))
         self.table[slot].copy_(torch.from_numpy(self._row([slot])[0]))
 
@@ -92,10 +98,18 @@ class DeviceFrameReplay(FrameReplay):
         return self.frames[:stored].cpu().numpy()
 
     def _load_frames(self, frames: np.ndarray) -> None:
+        if self.frames_file is not None:
+            self.frames_file[:len(frames)] = frames
         self.frames[:len(frames)].copy_(torch.from_numpy(np.ascontiguousarray(frames)))
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+    def _load_frames_from_files(self, stored: int) -> None:
+        chunk = 1024   # bounded host memory whatever the replay's size
+        for i in range(0, stored, chunk):
+            rows = np.ascontiguousarray(self.frames_file[i:min(i + chunk, stored)])
+            self.frames[i:i + len(rows)].copy_(torch.from_numpy(rows))
+
+    def _set_counters(self, state: dict) -> None:
+        super()._set_counters(state)
         stored = min(self.total, self.capacity)
         self.table[:stored].copy_(torch.from_numpy(self._row(np.arange(stored))))
 

@@ -12,8 +12,9 @@ from collections import deque
 import numpy as np
 import torch
 
+from asyncrl_ros.batch_sources import replay_owner
 from asyncrl_ros.config import ExperimentConfig
-from asyncrl_ros.remote import make_agent, make_replay
+from asyncrl_ros.remote import make_agent, updates_allowed
 
 
 class FrameStacker:
@@ -36,13 +37,17 @@ class FrameStacker:
 class InProcessLearner:
     """Replay and SAC in the acting process (sync mode)."""
 
-    def __init__(self, cfg: ExperimentConfig, proprio_dim: int, action_dim: int):
+    def __init__(self, cfg: ExperimentConfig, proprio_dim: int, action_dim: int,
+                 run_dir, resume: bool = False):
         self.cfg = cfg
         torch.set_num_threads(cfg.sac.torch_threads)
         # On a GPU the replay lives there too: sampling is a gather on the device.
         self.agent = make_agent(cfg, proprio_dim, action_dim)
-        self.replay = make_replay(cfg, proprio_dim, action_dim, device=self.agent.device)
+        self.owner = replay_owner(cfg, run_dir, proprio_dim, action_dim, resume, self.agent.device)
+        self.replay = self.owner.replay
         self.updates = 0
+        # Steps counted for the cap, restored with the networks (the replay may hold a few
+        # episodes more after a crash: no burst of updates to catch up on them).
         self.steps = 0
         self.last_metrics: dict = {}
 
@@ -58,22 +63,19 @@ class InProcessLearner:
         return None   # the replay is ours
 
     def start_episode(self, frame: np.ndarray, proprio: np.ndarray) -> None:
-        self.replay.start_episode(frame, proprio)
+        self.owner.start_episode(frame, proprio)   # commits the episodes before it
 
     def add(self, action, reward, next_frame, next_proprio, terminal: bool) -> None:
-        self.replay.add(action, reward, next_frame, next_proprio, terminal)
+        self.owner.add(action, reward, next_frame, next_proprio, terminal)
         self.steps += 1
 
     def learn(self) -> dict:
         """Sample and update as the cap allows; returns component times in ms."""
         timings = {'sampling_ms': 0.0, 'update_ms': 0.0}
         cfg = self.cfg
-        learning_steps = self.steps - cfg.learning_starts
-        if learning_steps <= 0 or len(self.replay) < cfg.sac.batch_size:
+        if len(self.replay) < cfg.sac.batch_size:
             return timings
-        # The cap counts steps since learning began: no burst to catch up on the random phase
-        # (nor on the steps that filled a first batch, when that took longer).
-        while self.updates + 1 <= cfg.run.max_updates_per_step * learning_steps:
+        while self.updates + 1 <= updates_allowed(cfg, self.steps):
             t0 = time.perf_counter()
             batch = self.replay.sample(cfg.sac.batch_size, (cfg.sac.crop_height, cfg.sac.crop_width))
             t1 = time.perf_counter()
@@ -103,11 +105,11 @@ class InProcessLearner:
         pass
 
     def checkpoint_parts(self):
-        return self.agent, self.replay
+        self.owner.commit()   # the replay keeps itself in its folder, beside the checkpoint
+        return self.agent, None
 
     def restore_parts(self, state: dict) -> None:
-        self.agent.load_state_dict(state['agent'])
-        self.replay.load_state_dict(state['replay'])
+        self.agent.load_state_dict(state['agent'])   # the replay resumed from its folder
 
     def state_dict(self) -> dict:
         return {'updates': self.updates, 'steps': self.steps}

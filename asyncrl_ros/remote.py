@@ -37,14 +37,24 @@ def make_agent(cfg: ExperimentConfig, proprio_dim: int, action_dim: int,
 
 
 def make_replay(cfg: ExperimentConfig, proprio_dim: int, action_dim: int,
-                device: str | torch.device | None = None) -> FrameReplay:
+                device: str | torch.device | None = None, folder=None,
+                resume: bool = False) -> FrameReplay:
     """The replay; on a CUDA `device` (the learner's, when it samples its own batches) a
     DeviceFrameReplay whose batches stay there. Host otherwise: on the CPU that is the same
-    memory, and a replay_sampler hands numpy batches to the ring."""
+    memory, and a replay_sampler hands numpy batches to the ring. With a `folder` it is kept
+    there as it grows (see replay_files.py); `resume` maps a committed one back."""
     args = (cfg.sac.replay_capacity, (3, cfg.image.height, cfg.image.width), proprio_dim, action_dim)
+    kwargs = dict(frame_stack=cfg.sac.frame_stack, seed=cfg.run.seed, folder=folder, resume=resume)
     if device is not None and torch.device(device).type == 'cuda':
-        return DeviceFrameReplay(*args, frame_stack=cfg.sac.frame_stack, seed=cfg.run.seed, device=device)
-    return FrameReplay(*args, frame_stack=cfg.sac.frame_stack, seed=cfg.run.seed)
+        return DeviceFrameReplay(*args, device=device, **kwargs)
+    return FrameReplay(*args, **kwargs)
+
+
+def updates_allowed(cfg: ExperimentConfig, steps: int) -> float:
+    """The update cap: max_updates_per_step per step since learning began. Counting from
+    there means no burst to catch up on the random phase (nor on the steps that filled a
+    first batch, when that took longer)."""
+    return cfg.run.max_updates_per_step * max(0, steps - cfg.learning_starts)
 
 
 def batch_spec(cfg: ExperimentConfig, proprio_dim: int, action_dim: int) -> dict:
@@ -261,38 +271,85 @@ class _NoReplay:
 
 
 class ReplayOwner:
-    """Stores the transitions that arrive, in order, and counts what arrived and what not."""
+    """The one process's replay: stores the transitions that arrive, in order, counts what
+    arrived and what not, and hands out batches within the update cap.
+
+    With a `folder` (the run's replay folder) every episode's start commits what came
+    before it, so a crash loses at most the episode in progress; `resume` continues from
+    the last commit."""
 
     def __init__(self, cfg: ExperimentConfig, proprio_dim: int, action_dim: int,
-                 device: str | torch.device | None = None):
-        self.replay = make_replay(cfg, proprio_dim, action_dim, device)  # device: see make_replay
+                 device: str | torch.device | None = None, folder=None, resume: bool = False):
+        self.cfg = cfg
+        self.replay = make_replay(cfg, proprio_dim, action_dim, device, folder, resume)
         self.stored = 0
         self.missing = 0
         self.episodes = 0
-        self.expected_step = 0   # a late subscriber counts what it never saw as missing
+        self.sampled = 0          # batches handed out (the sampler's share of the cap)
+        self.expected_step = 0    # a late subscriber counts what it never saw as missing
         self.open_episode = False
+        if 'owner' in self.replay.committed_extra:
+            self.load_state_dict(self.replay.committed_extra['owner'])
+
+    @property
+    def resumed(self) -> bool:
+        return 'owner' in self.replay.committed_extra
 
     def ingest(self, t: dict) -> None:
+        """One transition as it came over the wire ({'step', ...}; see transition_to_msg)."""
+        if 'first_frame' in t:
+            self.commit()   # before this transition is counted: a resume will count it missing
         if self.expected_step is not None and t['step'] != self.expected_step:
             self.missing += max(0, t['step'] - self.expected_step)
         self.expected_step = t['step'] + 1
         if 'first_frame' in t:
-            self.replay.start_episode(t['first_frame'], t['first_proprio'])
-            self.episodes += 1
-            self.open_episode = True
+            self._start_episode(t['first_frame'], t['first_proprio'])
         elif not self.open_episode:
             self.missing += 1   # its episode's start was lost: cannot be stacked
             return
-        self.replay.add(t['action'], t['reward'], t['next_frame'], t['next_proprio'],
-                        t['terminal'])
+        self.add(t['action'], t['reward'], t['next_frame'], t['next_proprio'], t['terminal'])
+
+    def drain(self, inbox) -> None:
+        """Ingest what a subscription queued (a deque of transition dicts), oldest first."""
+        while inbox:
+            self.ingest(inbox.popleft())
+
+    def start_episode(self, frame: np.ndarray, proprio: np.ndarray) -> None:
+        self.commit()   # everything before this episode is kept whatever happens next
+        self._start_episode(frame, proprio)
+
+    def _start_episode(self, frame: np.ndarray, proprio: np.ndarray) -> None:
+        self.replay.start_episode(frame, proprio)
+        self.episodes += 1
+        self.open_episode = True
+
+    def add(self, action, reward, next_frame, next_proprio, terminal: bool) -> None:
+        self.replay.add(action, reward, next_frame, next_proprio, terminal)
         self.stored += 1
 
-    def learning_steps(self, learning_starts: int) -> int:
-        return max(0, self.stored - learning_starts)
+    def commit(self) -> None:
+        """Make the replay and these counters durable (only what is new is written)."""
+        if self.replay.files is not None:
+            self.replay.commit({'owner': self.state_dict()})
+
+    def may_sample(self, done: int) -> bool:
+        """Whether the cap allows a (done + 1)-th batch and the replay holds enough for one."""
+        return (done + 1 <= updates_allowed(self.cfg, self.stored)
+                and len(self.replay) >= self.cfg.sac.batch_size)
+
+    def sample_due(self) -> bool:
+        return self.may_sample(self.sampled)
+
+    def sample(self, done: int):
+        """A batch, if may_sample(done); else None."""
+        if not self.may_sample(done):
+            return None
+        cfg = self.cfg
+        return self.replay.sample(cfg.sac.batch_size, (cfg.sac.crop_height, cfg.sac.crop_width))
 
     def stats(self) -> dict:
         return {'stored': self.stored, 'missing': self.missing, 'episodes': self.episodes,
-                'replay_size': len(self.replay)}
+                'replay_size': len(self.replay), 'batches': self.sampled}
 
     def state_dict(self) -> dict:
         return {'stats': self.stats(), 'expected_step': self.expected_step}
@@ -300,6 +357,7 @@ class ReplayOwner:
     def load_state_dict(self, state: dict) -> None:
         stats = state['stats']
         self.stored, self.missing, self.episodes = stats['stored'], stats['missing'], stats['episodes']
+        self.sampled = int(stats.get('batches', 0))
         self.expected_step = state['expected_step']
         # A resumed run starts a new episode before its next transition.
         self.open_episode = False

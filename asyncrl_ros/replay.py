@@ -4,6 +4,10 @@ Frames live in a ring indexed by an absolute frame counter t (slot = t % capacit
 either the first frame of an episode or the next frame of the transition (t-1 -> t), whose action,
 reward and terminal flag are stored beside it. A stack ending at frame t is frames
 t-frame_stack+1 .. t (oldest first), with indices before the episode's first frame clamped to it.
+
+With a `folder`, the arrays are memory-mapped files there (replay_files.py): `commit()` makes
+what was written durable at the cost of what is new, and `resume=True` maps a committed
+replay back, losing at most what was written after its last commit.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from asyncrl_ros.augment import crop_at
+from asyncrl_ros.replay_files import ReplayFiles, replay_signature
 
 
 class Crops(NamedTuple):
@@ -28,7 +33,8 @@ class FrameReplay:
     _ARRAYS = ("frames", "proprio", "action", "reward", "terminal", "is_first", "episode_start")
 
     def __init__(self, capacity: int, frame_shape: tuple[int, int, int], proprio_dim: int,
-                 action_dim: int, frame_stack: int = 3, seed: int = 0):
+                 action_dim: int, frame_stack: int = 3, seed: int = 0,
+                 folder=None, resume: bool = False):
         if capacity <= frame_stack + 1:
             raise ValueError(f"capacity {capacity} must exceed frame_stack + 1 = {frame_stack + 1}")
         if frame_stack < 1 or len(frame_shape) != 3 or min(frame_shape) <= 0:
@@ -36,17 +42,37 @@ class FrameReplay:
         self.capacity, self.frame_stack = int(capacity), int(frame_stack)
         self.frame_shape = tuple(int(s) for s in frame_shape)
         self.proprio_dim, self.action_dim = int(proprio_dim), int(action_dim)
+        self.files = None if folder is None else ReplayFiles(folder, self._signature(), resume)
+        # Frames written between commits may overwrite committed ones (the ring wraps); the
+        # files say beforehand how far that can reach (see _resume). Never more than this.
+        # Each reservation is one small synchronous write (every 64 frames once wrapped).
+        self._reserve_frames = max(1, min(64, self.capacity // 10))
+        new = self._array
         self.frames = self._new_frames()
-        self.proprio = np.zeros((capacity, proprio_dim), np.float32)  # proprioception at frame t
-        self.action = np.zeros((capacity, action_dim), np.float32)    # transition (t-1 -> t)
-        self.reward = np.zeros(capacity, np.float32)
-        self.terminal = np.zeros(capacity, bool)
-        self.is_first = np.zeros(capacity, bool)
-        self.episode_start = np.zeros(capacity, np.int64)  # absolute index of frame t's episode start
+        self.proprio = new("proprio", (capacity, proprio_dim), np.float32)  # proprioception at frame t
+        self.action = new("action", (capacity, action_dim), np.float32)     # transition (t-1 -> t)
+        self.reward = new("reward", (capacity,), np.float32)
+        self.terminal = new("terminal", (capacity,), bool)
+        self.is_first = new("is_first", (capacity,), bool)
+        self.episode_start = new("episode_start", (capacity,), np.int64)  # abs. index of its episode's start
         self.total = 0               # frames ever written = absolute index of the next frame
+        self._floor = 0              # frames below this are gone (overwritten after a commit, then a crash)
         self._open_episode = -1      # absolute start of the episode that add() continues; -1: none
         self._num_first = 0          # episode-first frames currently stored
         self.rng = np.random.default_rng(seed)
+        self.committed_extra: dict = {}   # what the owner committed beside the counters
+        if self.files is not None and self.files.meta is not None:
+            self._resume(self.files.meta)
+
+    def _signature(self) -> dict:
+        return replay_signature(self.capacity, self.frame_shape, self.proprio_dim,
+                                self.action_dim, self.frame_stack)
+
+    def _array(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        if self.files is not None:
+            return self.files.array(name, shape, dtype)
+        # np.zeros maps pages lazily, so a large, mostly empty buffer costs little memory.
+        return np.zeros(shape, dtype)
 
     # ----------------------------------------------------------------- writing
     def _check(self, frame: np.ndarray, proprio: np.ndarray) -> None:
@@ -56,8 +82,12 @@ class FrameReplay:
             raise ValueError(f"proprio has {np.size(proprio)} values, expected {self.proprio_dim}")
 
     def _write(self, frame, proprio, action, reward, terminal, first) -> None:
+        if (self.files is not None and self.total >= self.capacity
+                and self.total >= self.files.reserved_until):
+            self.files.reserve(self.total + self._reserve_frames)
         slot = self.total % self.capacity
-        if self.total >= self.capacity and self.is_first[slot]:
+        overwritten = self.total - self.capacity
+        if overwritten >= max(0, self._floor) and self.is_first[slot]:
             self._num_first -= 1
         self.proprio[slot] = np.ravel(proprio)
         self.action[slot] = action
@@ -91,7 +121,7 @@ class FrameReplay:
     # ---------------------------------------------------------------- sampling
     @property
     def _oldest(self) -> int:
-        return max(0, self.total - self.capacity)
+        return max(0, self.total - self.capacity, self._floor)
 
     def _valid(self, t: np.ndarray) -> np.ndarray:
         """Transitions ending at frame t whose two stacks use only frames still stored."""
@@ -101,7 +131,7 @@ class FrameReplay:
 
     def __len__(self) -> int:
         """Number of sampleable transitions."""
-        stored = min(self.total, self.capacity)
+        stored = self.total - self._oldest
         # Only the first frame_stack stored frames can have stacks reaching overwritten frames.
         head = np.arange(self._oldest, min(self._oldest + self.frame_stack, self.total))
         lost = np.count_nonzero(~self.is_first[head % self.capacity] & ~self._valid(head))
@@ -111,7 +141,7 @@ class FrameReplay:
         n = len(self)
         if n == 0:
             raise ValueError("cannot sample: the replay holds no complete transition yet")
-        stored, chosen, have = min(self.total, self.capacity), [], 0
+        stored, chosen, have = self.total - self._oldest, [], 0
         while have < batch_size:  # rejection sampling is uniform over the valid transitions
             draw = int((batch_size - have) * stored / n * 1.2) + 8
             t = self.rng.integers(self._oldest, self.total, size=draw)
@@ -176,8 +206,7 @@ class FrameReplay:
 
     # ---------------------------------------------- frame storage (DeviceFrameReplay overrides)
     def _new_frames(self):
-        # np.zeros maps pages lazily, so a large, mostly empty buffer costs little memory.
-        return np.zeros((self.capacity, *self.frame_shape), np.uint8)
+        return self._array("frames", (self.capacity, *self.frame_shape), np.uint8)
 
     def _store(self, slot: int, frame: np.ndarray) -> None:
         self.frames[slot] = frame
@@ -201,10 +230,46 @@ class FrameReplay:
         stored = min(self.total, self.capacity)
         state = {name: getattr(self, name)[:stored] for name in self._ARRAYS if name != "frames"}
         state["frames"] = self._frames_head(stored)
-        state.update(capacity=self.capacity, frame_shape=self.frame_shape, proprio_dim=self.proprio_dim,
-                     action_dim=self.action_dim, frame_stack=self.frame_stack, total=self.total,
-                     open_episode=self._open_episode, rng=self.rng.bit_generator.state)
+        state.update(self._counters(), capacity=self.capacity, frame_shape=self.frame_shape,
+                     proprio_dim=self.proprio_dim, action_dim=self.action_dim,
+                     frame_stack=self.frame_stack)
         return state
+
+    def _counters(self) -> dict:
+        return {"total": self.total, "floor": self._floor, "open_episode": self._open_episode,
+                "rng": self.rng.bit_generator.state}
+
+    def _set_counters(self, state: dict) -> None:
+        self.total, self._open_episode = int(state["total"]), int(state["open_episode"])
+        self._floor = int(state.get("floor", 0))
+        self.rng.bit_generator.state = state["rng"]
+        live = np.arange(self._oldest, self.total) % self.capacity
+        self._num_first = int(np.count_nonzero(self.is_first[live]))
+
+    # ------------------------------------------------------ files (folder=...)
+    def commit(self, extra: dict | None = None) -> None:
+        """Make every row written so far durable, with the counters and `extra` (the owner's
+        own counters, given back as `committed_extra` on resume). Costs what is new."""
+        if self.files is None:
+            raise ValueError("commit() needs a replay created with a folder")
+        self.files.commit({**self._counters(), "extra": dict(extra or {})},
+                          reserved_until=self.total + self._reserve_frames)
+        self.committed_extra = dict(extra or {})
+
+    def _resume(self, meta: dict) -> None:
+        """Take the committed counters. Rows written after that commit are beyond `total` and
+        ignored; once the ring has wrapped they may also have overwritten the oldest committed
+        frames, up to the frame `reserved_until` announced before writing them (on disk
+        before any such row, whatever reached the disk after): those are cut off below
+        `_floor`. At most `_reserve_frames` of the oldest frames, the next to go anyway."""
+        floor = max(int(meta.get("floor", 0)), int(meta["reserved_until"]) - self.capacity)
+        meta = {**meta, "floor": floor}
+        self._load_frames_from_files(min(int(meta["total"]), self.capacity))
+        self._set_counters(meta)
+        self.committed_extra = dict(meta.get("extra", {}))
+
+    def _load_frames_from_files(self, stored: int) -> None:
+        """Host frames are the mapping itself; a device replay copies them over (override)."""
 
     def load_state_dict(self, state: dict) -> None:
         for key in ("capacity", "frame_shape", "proprio_dim", "action_dim", "frame_stack"):
@@ -220,6 +285,4 @@ class FrameReplay:
                 self._load_frames(state[name])
             else:
                 getattr(self, name)[:stored] = state[name]
-        self.total, self._open_episode = total, int(state["open_episode"])
-        self._num_first = int(np.count_nonzero(self.is_first[:stored]))
-        self.rng.bit_generator.state = state["rng"]
+        self._set_counters(state)

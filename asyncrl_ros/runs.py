@@ -12,6 +12,7 @@ import yaml
 
 from asyncrl_ros.config import ConfigError, ExperimentConfig, load_config
 from asyncrl_ros.profiles import Profile, get_profile, resolve
+from asyncrl_ros.replay_files import REPLAY_FOLDER, ReplayFolderError, check_signature, replay_signature
 
 # The node whose exit ends the run.
 MAIN_NODE = 'policy'
@@ -24,7 +25,6 @@ LEARNING_NODES = ('learner', 'replay_sampler')
 SAFETY_NODE = 'arm_driver'
 # Time a stateful node may take to save when stopped (a replay can be GBs).
 SAVE_TIMEOUT_S = 600.0
-
 # The time any other node gets between SIGINT and being killed, in the bringup.
 STOP_TIMEOUT_S = 20.0
 # After the policy has stopped, before the learning nodes are asked to: its last
@@ -44,6 +44,7 @@ def stop_stages(nodes: Sequence[str]) -> list[list[str]]:
     stages.append([n for n in nodes if n not in placed])
     return [stage for stage in stages if stage]
 
+
 def prepare_run(profile: str | None, setting: str | None = None, config_file: str | None = None,
                 overrides: Sequence[dict] = (), run_dir: str | None = None,
                 resume: str | None = None) -> tuple[Profile, ExperimentConfig, Path]:
@@ -58,15 +59,30 @@ def prepare_run(profile: str | None, setting: str | None = None, config_file: st
         started_as = (yaml.safe_load(meta_path.read_text()) or {}).get('profile')
         if profile and started_as != profile:
             raise ConfigError(f"cannot resume {run} as '{profile}': it is a '{started_as}' run")
-        return get_profile(started_as), load_config(run / 'config.yaml', *overrides), run
+        cfg = load_config(run / 'config.yaml', *overrides)
+        check_replay_folder(run, cfg)
+        return get_profile(started_as), cfg, run
     if not profile:
         raise ConfigError('no profile given (use --list to see them)')
     prof, cfg = resolve(profile, setting, config_file, list(overrides))
     stamp = datetime.now().strftime('%Y%m%d-%H%M%S')
     run = Path(run_dir or Path(cfg.run.runs_dir) / f'{stamp}-{prof.name}').resolve()
-    if (run / 'checkpoint.pt').exists():
+    if (run / 'checkpoint.pt').exists() or (run / REPLAY_FOLDER / 'meta.json').exists():
         raise ConfigError(f'{run} already holds a run; resume it instead')
     return prof, cfg, run
+
+
+def check_replay_folder(run: Path, cfg: ExperimentConfig) -> None:
+    """A resumed run's replay folder must have been written with its settings (an override
+    of the image size or the capacity, or a folder copied from another run, would not map)."""
+    from asyncrl_ros.arms import get_arm
+    n = get_arm(cfg.arm).n_actuated
+    signature = replay_signature(cfg.sac.replay_capacity, (3, cfg.image.height, cfg.image.width),
+                                 3 * n, n, cfg.sac.frame_stack)
+    try:
+        check_signature(run / REPLAY_FOLDER, signature)
+    except ReplayFolderError as err:
+        raise ConfigError(str(err)) from None
 
 
 def write_run(run_dir: Path, profile: Profile, cfg: ExperimentConfig, resume: bool) -> Path:

@@ -92,8 +92,7 @@ def test_end_to_end_sync_run_then_resume_and_ctrl_c(tmp_path):
     from asyncrl_ros.replay import FrameReplay
     state = load_checkpoint(run_dir / 'checkpoint.pt')
     assert state['extra']['total_steps'] == 60
-    replay = FrameReplay(100_000, (3, 90, 160), 21, 7)
-    replay.load_state_dict(state['replay'])
+    replay = FrameReplay(100_000, (3, 90, 160), 21, 7, folder=run_dir / 'replay', resume=True)
     assert len(replay) == 60    # every transition of the run, nothing lost
     steps = read_csv(run_dir / 'steps.csv')
     assert len(steps) == 60
@@ -125,6 +124,8 @@ def test_end_to_end_sync_run_then_resume_and_ctrl_c(tmp_path):
     assert int(episodes[3]['updates']) > updates
     state = load_checkpoint(run_dir / 'checkpoint.pt')
     assert state['extra']['total_steps'] >= 80
+    replay = FrameReplay(100_000, (3, 90, 160), 21, 7, folder=run_dir / 'replay', resume=True)
+    assert len(replay) == state['extra']['total_steps']   # the resumed run's, appended
     assert state['extra']['learner']['updates'] >= int(episodes[3]['updates'])
     assert 'resumed at episode 3' in ''.join(lines)
     # Stopping leaves the nodes' contexts up until they have saved and said so.

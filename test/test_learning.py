@@ -34,8 +34,8 @@ def feed(learner, n: int, start: int = 0) -> None:
 
 
 @pytest.mark.parametrize('cap, expected', [(1.0, 15), (0.5, 7), (2.0, 30)])
-def test_sync_update_cap_counts_steps_after_random_phase(cap, expected):
-    learner = InProcessLearner(tiny(max_updates_per_step=cap), P, A)
+def test_sync_update_cap_counts_steps_after_random_phase(cap, expected, tmp_path):
+    learner = InProcessLearner(tiny(max_updates_per_step=cap), P, A, tmp_path)
     learner.start_episode(frame(0), np.zeros(P, np.float32))
     for i in range(20):
         feed(learner, 1, i)
@@ -44,8 +44,8 @@ def test_sync_update_cap_counts_steps_after_random_phase(cap, expected):
     assert learner.updates == expected
 
 
-def test_sync_update_cap_has_no_burst_when_a_batch_fills_after_the_random_phase():
-    learner = InProcessLearner(tiny(init_random_steps=2), P, A)   # batch 4
+def test_sync_update_cap_has_no_burst_when_a_batch_fills_after_the_random_phase(tmp_path):
+    learner = InProcessLearner(tiny(init_random_steps=2), P, A, tmp_path)   # batch 4
     learner.start_episode(frame(0), np.zeros(P, np.float32))
     per_step = []
     for i in range(20):

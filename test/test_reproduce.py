@@ -192,15 +192,15 @@ def test_reproduce_end_to_end_then_tensorboard_and_eval(tmp_path):
 
     # --eval on an async2 run: the learner's weights, explore off, nothing saved or learned.
     run = out / 'async2-seed0'
-    saved = {p.name: md5(p) for p in run.glob('*.pt')}
-    assert set(saved) == {'checkpoint.pt', 'learner_checkpoint.pt', 'replay_checkpoint.pt'}
+    saved = {p.name: md5(p) for p in [*run.glob('*.pt'), *(run / 'replay').glob('*')]}
+    assert {'checkpoint.pt', 'learner_checkpoint.pt', 'meta.json', 'frames.npy'} <= set(saved)
     episodes_before = (run / 'episodes.csv').read_text()
     result = subprocess.run([sys.executable, '-m', 'asyncrl_ros.bringup', '--eval', '2', str(run)],
                             capture_output=True, text=True, timeout=240, cwd=ROOT,
                             env=dict(os.environ))
     assert result.returncode == 0, result.stdout[-3000:]
     assert '[replay_sampler]' not in result.stdout and '[learner]' not in result.stdout
-    assert {p.name: md5(p) for p in run.glob('*.pt')} == saved      # bit for bit
+    assert {p.name: md5(p) for p in [*run.glob('*.pt'), *(run / 'replay').glob('*')]} == saved  # bit for bit
     assert (run / 'episodes.csv').read_text() == episodes_before
     ev = json.loads((run / 'eval.json').read_text())
     assert ev['episodes'] == 2 and ev['complete'] and ev['explore'] is False

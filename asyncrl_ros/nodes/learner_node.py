@@ -20,143 +20,18 @@ import torch
 from rclpy.node import Node
 
 from asyncrl_ros.arms import get_arm
+from asyncrl_ros.batch_sources import OwnReplayBatches, RingBatches, ShmWeightsSink, replay_owner
 from asyncrl_ros.checkpoint import load_checkpoint, save_checkpoint
 from asyncrl_ros.nodes.common import (run_node, METRICS_QOS, TOPIC_TRANSITIONS, TOPIC_WEIGHTS,
                                       TRANSITION_QOS, WEIGHTS_QOS, Diagnostics, declare,
                                       declare_config, msg_to_transition)
-from asyncrl_ros.remote import (ReplayOwner, batch_spec, make_agent, policy_tensors, shm_names,
-                                weights_to_bytes)
-from asyncrl_ros.shm_ring import BatchRing, unlink_stale
+from asyncrl_ros.remote import make_agent, policy_tensors, shm_names, weights_to_bytes
 from asyncrl_ros.transfer import DeviceBatchLoader, HostSnapshot
-from asyncrl_ros.shm_weights import WeightStore
 from asyncrl_ros.tensorboard_log import TensorBoardLog
 from asyncrl_ros_interfaces.msg import LearnerStatus, Transition, Weights
 
 TOPIC_LEARNER_STATUS = '/learner/status'
 CHECKPOINT = 'learner_checkpoint.pt'
-REPLAY_CHECKPOINT = 'replay_checkpoint.pt'
-
-
-class OwnReplayBatches:
-    """async1: transitions arrive here; sample from our own replay."""
-
-    def __init__(self, node: Node, cfg, proprio_dim: int, action_dim: int, device):
-        self.cfg = cfg
-        # On a GPU the replay lives there: sampling is a gather, no per-batch host copy.
-        self.owner = ReplayOwner(cfg, proprio_dim, action_dim, device=device)
-        self.saved_at_episode = 0
-        self.inbox: deque = deque()
-        node.create_subscription(Transition, TOPIC_TRANSITIONS, lambda m: self.inbox.append(m),
-                                 TRANSITION_QOS)
-
-    def drain(self) -> None:
-        while self.inbox:
-            self.owner.ingest(msg_to_transition(self.inbox.popleft()))
-
-    def next_batch(self, updates: int, timeout: float):
-        self.drain()
-        cfg = self.cfg
-        allowed = cfg.run.max_updates_per_step * self.owner.learning_steps(cfg.learning_starts)
-        if updates + 1 > allowed or len(self.owner.replay) < cfg.sac.batch_size:
-            time.sleep(timeout)
-            return None
-        return self.owner.replay.sample(cfg.sac.batch_size, (cfg.sac.crop_height, cfg.sac.crop_width))
-
-    def release(self) -> None:
-        pass
-
-    def stored_missing(self) -> tuple[int, int]:
-        return self.owner.stored, self.owner.missing
-
-    def save(self, run_dir: Path) -> None:
-        self.drain()
-        save_checkpoint(run_dir / REPLAY_CHECKPOINT, None, self.owner.replay,
-                        {'owner': self.owner.state_dict()})
-        self.saved_at_episode = self.owner.episodes
-
-    def save_due(self) -> bool:
-        every = self.cfg.run.checkpoint_every_episodes
-        return every > 0 and self.owner.episodes - self.saved_at_episode >= every
-
-    def restore(self, run_dir: Path) -> str:
-        path = run_dir / REPLAY_CHECKPOINT
-        if not path.is_file():
-            return 'no replay checkpoint: an empty replay'
-        state = load_checkpoint(path)
-        self.owner.replay.load_state_dict(state['replay'])
-        self.owner.load_state_dict(state['extra']['owner'])
-        self.saved_at_episode = self.owner.episodes
-        return f'replay of {len(self.owner.replay)} transitions'
-
-    def close(self) -> None:
-        pass
-
-
-class RingBatches:
-    """async2: batches sampled and cropped by replay_sampler, read in place from shared memory."""
-
-    def __init__(self, node: Node, cfg, proprio_dim: int, action_dim: int, name: str):
-        self.spec = ring_spec(cfg, proprio_dim, action_dim)
-        self.cfg, self.name = cfg, name
-        self.ring: BatchRing | None = None
-        self.retired: list[BatchRing] = []   # rings of a dead sampler (views may live on)
-        self.stored = self.missing = 0
-        self.next_check = 0.0
-
-    def next_batch(self, updates: int, timeout: float):
-        if self.ring is None:
-            try:
-                self.ring = BatchRing.attach(self.name, self.spec, self.cfg.asynchronous.ring_slots)
-            except (FileNotFoundError, ValueError):   # not there, or its header not yet
-                time.sleep(timeout)
-                return None
-        views = self.ring.acquire_read(timeout=timeout)
-        if views is None:
-            if time.monotonic() >= self.next_check:
-                self.next_check = time.monotonic() + 0.5
-                if self.ring.replaced():   # the sampler was restarted: its new ring
-                    self.retired.append(self.ring)
-                    self.ring = None
-            return None
-        self.stored, self.missing = int(views['counts'][0]), int(views['counts'][1])
-        return views
-
-    def release(self) -> None:
-        self.ring.release_read()
-
-    def stored_missing(self) -> tuple[int, int]:
-        return self.stored, self.missing
-
-    def save(self, run_dir: Path) -> None:
-        pass   # the sampler saves the replay
-
-    def save_due(self) -> bool:
-        return False
-
-    def restore(self, run_dir: Path) -> str:
-        return 'batches from replay_sampler'
-
-    def close(self) -> None:
-        if self.ring is not None:
-            self.ring.close()
-
-
-def ring_spec(cfg, proprio_dim: int, action_dim: int) -> dict:
-    # Plus the sampler's transition counts at sampling time, so the learner can report them.
-    return {**batch_spec(cfg, proprio_dim, action_dim), 'counts': ((2,), np.int64)}
-
-
-class ShmWeightsSink:
-    def __init__(self, name: str, example: dict):
-        unlink_stale(name)   # a killed learner's (policies still mapping it re-attach)
-        self.store = WeightStore.create(name, example)
-
-    def publish(self, tensors: dict) -> int:
-        return self.store.publish(tensors)
-
-    def close(self) -> None:
-        self.store.close()
-        self.store.unlink()
 
 
 class TopicWeightsSink:
@@ -197,8 +72,15 @@ class LearnerNode(Node):
         n = arm.n_actuated
         self.agent = make_agent(cfg, 3 * n, n)
         names = shm_names(self.run_dir)
-        self.source = (OwnReplayBatches(self, cfg, 3 * n, n, self.agent.device) if own_replay
-                       else RingBatches(self, cfg, 3 * n, n, names['batches']))
+        if own_replay:
+            inbox: deque = deque()
+            self.create_subscription(Transition, TOPIC_TRANSITIONS,
+                                     lambda m: inbox.append(msg_to_transition(m)), TRANSITION_QOS)
+            # On a GPU the replay lives there: sampling is a gather, no per-batch host copy.
+            owner = replay_owner(cfg, self.run_dir, 3 * n, n, self.resume, self.agent.device)
+            self.source = OwnReplayBatches(owner, inbox)
+        else:
+            self.source = RingBatches(cfg, 3 * n, n, names['batches'])
         # async2's batches reach the device through pinned memory (on a CPU: views).
         self.loader = DeviceBatchLoader(self.agent.device)
         # The acting weights leave the device on a side stream, off the update loop's path.
@@ -261,8 +143,7 @@ class LearnerNode(Node):
                 self.version = self.sink.publish(host)
             self.publish_status()
             last_status = time.monotonic()
-            if (time.monotonic() - last_save > self.cfg.asynchronous.learner_checkpoint_s
-                    or self.source.save_due()):
+            if time.monotonic() - last_save > self.cfg.asynchronous.learner_checkpoint_s:
                 self.save()   # what a restart after a crash continues from
                 last_save = time.monotonic()
 
@@ -293,7 +174,7 @@ class LearnerNode(Node):
 
     def save(self):
         save_checkpoint(self.run_dir / CHECKPOINT, self.agent, None, {'updates': self.updates})
-        self.source.save(self.run_dir)
+        self.source.save()
         stats = self.stats()
         (self.run_dir / 'learner_stats.json').write_text(json.dumps(stats, indent=2))
         self.get_logger().info(f"learner saved: {stats['updates']} updates, "
@@ -301,7 +182,7 @@ class LearnerNode(Node):
 
     def restore(self):
         path = self.run_dir / CHECKPOINT
-        replay = self.source.restore(self.run_dir)
+        replay = self.source.describe()
         if path.is_file():
             state = load_checkpoint(path)
             self.agent.load_state_dict(state['agent'])

@@ -48,7 +48,7 @@ SILENT_TICKS_WARN = 3
 
 def in_process_backend(node: 'PolicyNode', cfg, proprio_dim: int, action_dim: int):
     """sync (Seq-SAC): replay and updates inside the policy's own timer turn."""
-    return InProcessLearner(cfg, proprio_dim, action_dim)
+    return InProcessLearner(cfg, proprio_dim, action_dim, node.run_dir, node.resume)
 
 
 def remote_backend(node: 'PolicyNode', cfg, proprio_dim: int, action_dim: int):
@@ -95,6 +95,7 @@ class PolicyNode(Node):
         n = self.arm.n_actuated
         self.proprio_dim = 3 * n
         self.run_dir = Path(run_dir)
+        self.resume = resume
         if self.evaluate:
             self.learner = EvalBackend(cfg, self.proprio_dim, n, run_dir)
             self.eval_log = EvalLog(run_dir, self.evaluate, self.learner.info)

@@ -17,11 +17,10 @@ import rclpy
 from rclpy.node import Node
 
 from asyncrl_ros.arms import get_arm
-from asyncrl_ros.checkpoint import load_checkpoint, save_checkpoint
+from asyncrl_ros.batch_sources import replay_owner, ring_spec
 from asyncrl_ros.nodes.common import (run_node, TOPIC_TRANSITIONS, TRANSITION_QOS, declare, declare_config,
                                       msg_to_transition)
-from asyncrl_ros.nodes.learner_node import REPLAY_CHECKPOINT, ring_spec
-from asyncrl_ros.remote import ReplayOwner, shm_names
+from asyncrl_ros.remote import shm_names
 from asyncrl_ros.shm_ring import BatchRing, unlink_stale
 from asyncrl_ros_interfaces.msg import Transition
 
@@ -30,69 +29,52 @@ class ReplaySamplerNode(Node):
     def __init__(self):
         super().__init__('replay_sampler')
         self.cfg = cfg = declare_config(self)
-        run_dir = declare(self, 'run_dir', '', 'Run folder (checkpoints, shared-memory names)')
+        run_dir = declare(self, 'run_dir', '', 'Run folder (replay folder, shared-memory names)')
         resume = declare(self, 'resume', False, 'Continue from the run folder')
         if not run_dir:
             raise ValueError("parameter 'run_dir' is required")
         self.run_dir = Path(run_dir)
         os.nice(cfg.asynchronous.learner_niceness)
         n = get_arm(cfg.arm).n_actuated
-        self.owner = ReplayOwner(cfg, 3 * n, n)
-        if resume and (self.run_dir / REPLAY_CHECKPOINT).is_file():
-            state = load_checkpoint(self.run_dir / REPLAY_CHECKPOINT)
-            self.owner.replay.load_state_dict(state['replay'])
-            self.owner.load_state_dict(state['extra']['owner'])
-            self.batches = int(state['extra']['batches'])
+        # Kept in the run folder as it grows: each episode's start commits the one before.
+        self.owner = replay_owner(cfg, self.run_dir, 3 * n, n, resume)
+        if self.owner.resumed:
             self.get_logger().info(f'resumed with a replay of {len(self.owner.replay)} '
-                                   f'transitions, {self.batches} batches sampled')
-        else:
-            self.batches = 0
-        self.saved_at_episode = self.owner.episodes
+                                   f'transitions, {self.owner.sampled} batches sampled')
         name = shm_names(self.run_dir)['batches']
         unlink_stale(name)   # a killed sampler's (the learner re-attaches to the new one)
         self.ring = BatchRing.create(name, ring_spec(cfg, 3 * n, n), cfg.asynchronous.ring_slots)
         self.inbox: deque = deque()
-        self.create_subscription(Transition, TOPIC_TRANSITIONS, lambda m: self.inbox.append(m),
-                                 TRANSITION_QOS)
+        self.create_subscription(Transition, TOPIC_TRANSITIONS,
+                                 lambda m: self.inbox.append(msg_to_transition(m)), TRANSITION_QOS)
         self.get_logger().info(
             f'replay {cfg.sac.replay_capacity} transitions, batches of {cfg.sac.batch_size} '
             f'cropped to {cfg.sac.crop_height}x{cfg.sac.crop_width}, ring of '
             f'{cfg.asynchronous.ring_slots} slots')
 
     def run(self, stop):
-        cfg = self.cfg
-        crop = (cfg.sac.crop_height, cfg.sac.crop_width)
         while not stop.is_set() and rclpy.ok():
-            while self.inbox:
-                self.owner.ingest(msg_to_transition(self.inbox.popleft()))
-            every = cfg.run.checkpoint_every_episodes
-            if every > 0 and self.owner.episodes - self.saved_at_episode >= every:
-                self.save()   # what a restart after a crash continues from
-            allowed = cfg.run.max_updates_per_step * self.owner.learning_steps(cfg.learning_starts)
-            if self.batches + 1 > allowed or len(self.owner.replay) < cfg.sac.batch_size:
+            self.owner.drain(self.inbox)
+            if not self.owner.sample_due():
                 time.sleep(0.005)
                 continue
             slot = self.ring.acquire_write(timeout=0.02)
             if slot is None:
                 continue   # the learner is busy with the batches already waiting
-            batch = self.owner.replay.sample(cfg.sac.batch_size, crop)
+            batch = self.owner.sample(self.owner.sampled)
             for key, value in batch.items():
                 slot[key][...] = value
             slot['counts'][:] = (self.owner.stored, self.owner.missing)
             self.ring.commit_write()
-            self.batches += 1
+            self.owner.sampled += 1
 
     def save(self):
-        while self.inbox:
-            self.owner.ingest(msg_to_transition(self.inbox.popleft()))
-        save_checkpoint(self.run_dir / REPLAY_CHECKPOINT, None, self.owner.replay,
-                        {'owner': self.owner.state_dict(), 'batches': self.batches})
-        self.saved_at_episode = self.owner.episodes
-        stats = {**self.owner.stats(), 'batches': self.batches,
-                 'ring': dataclasses.asdict(self.ring.stats())}
+        self.owner.drain(self.inbox)
+        self.owner.commit()
+        stats = {**self.owner.stats(), 'ring': dataclasses.asdict(self.ring.stats())}
         (self.run_dir / 'replay_stats.json').write_text(json.dumps(stats, indent=2, default=str))
         self.get_logger().info(f'replay saved: {len(self.owner.replay)} transitions, '
-                               f'{self.batches} batches sampled')
+                               f'{self.owner.sampled} batches sampled')
 
     def close(self):
         self.ring.close()
