@@ -68,10 +68,6 @@ def test_graph_started_and_stopped_again_and_again_leaves_no_process(profile, tm
         assert not [n for n in shm_names(run_dir).values() if (Path('/dev/shm') / n).exists()]
 
 
-# Known intermittent failure (issue 10 left open): in 2 of the last 4 fresh-clone runs one
-# node (once the policy, once the arm_driver) was still alive 30 s after the bringup's
-# SIGKILL. It still runs and reports; it must pass reliably before issue 10 is closed.
-@pytest.mark.xfail(strict=False, reason='a node sometimes outlives a SIGKILLed bringup by > 30 s')
 def test_bringup_sigkilled_its_nodes_end_and_the_arm_is_left_at_zero(tmp_path, ros_node):
     from test_real_profiles import FrankaRos2Side, write_video
     video = tmp_path / 'wrist.avi'
@@ -107,6 +103,8 @@ def test_bringup_sigkilled_its_nodes_end_and_the_arm_is_left_at_zero(tmp_path, r
     logs = {p.stem: p.read_text()[-1500:] for p in (run_dir / 'logs').glob('*.log')}
     assert not left, f'orphaned nodes: {left}; ended after (s): {ended}; logs: {logs}'
     print('seconds from the SIGKILL to each node\'s end:', ended)
+    # The safety layer does not wait for anyone's saving: ramp, last zero, gone.
+    assert ended.get('arm_driver', 0.0) <= 15.0, ended
     assert robot.commands, 'the robot side heard nothing'
     assert np.all(robot.commands[-1] == 0.0), f'last command {robot.commands[-1]}'
     # Ramped down, not stepped: the Franka's reflexes trip on velocity jumps.
