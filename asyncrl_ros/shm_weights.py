@@ -3,8 +3,10 @@
 A seqlock guards the block: the writer makes the sequence odd, copies, then makes it even,
 so ``version = seq // 2`` counts completed publishes. A reader reads seq, copies, reads seq
 again and keeps the copy only if both reads match and are even: it never keeps a torn copy
-and never blocks the writer. Memory ordering relies on x86-64 TSO exactly as explained in
-``shm_ring`` (stores and loads each stay in program order).
+and never blocks the writer. The order of those steps is made explicit with fences
+(``shm_segment``: the writer's odd store is fenced before the copy and the even one released
+after it; a reader's first read is an acquire and its copy is fenced before the re-read), so
+it holds on x86-64 and AArch64 alike.
 """
 from __future__ import annotations
 
@@ -17,8 +19,10 @@ from multiprocessing.shared_memory import SharedMemory
 import numpy as np
 import torch
 
-from asyncrl_ros.shm_ring import (_ALIGN, _MAX_SLEEP_S, _MIN_SLEEP_S, close_shm, mapped_id,
-                                  open_shm, segment_id, spec_hash)
+from asyncrl_ros.shm_segment import ALIGN as _ALIGN
+from asyncrl_ros.shm_segment import MAX_SLEEP_S as _MAX_SLEEP_S
+from asyncrl_ros.shm_segment import MIN_SLEEP_S as _MIN_SLEEP_S
+from asyncrl_ros.shm_segment import SharedBlock, fence, load_acquire, spec_hash, store_release
 
 _MAGIC = int.from_bytes(b"ASRLWTS1", "little")
 _LAYOUT_VERSION = 1
@@ -60,21 +64,23 @@ class _Loader:
     version: int = 0
 
 
-class WeightStore:
+class WeightStore(SharedBlock):
     """Seqlock-versioned copy of a fixed-layout torch state_dict in one shared block.
 
     Writer: ``publish(state_dict) -> version``. Readers: ``latest_version()``,
     ``try_read(into) -> version | None``, ``load_into(module) -> version``.
     """
 
+    KIND = "weight store"
+    HEADER_BYTES = _HEADER_BYTES
+
     def __init__(self, shm: SharedMemory, example: Mapping[str, torch.Tensor], owner: bool):
-        self._shm, self._owner, self.name = shm, owner, shm.name.lstrip("/")
+        super().__init__(shm, owner)
         self._entries, self.nbytes, _ = _layout(example)
         self._map()
         self._pinned: np.ndarray | None = None  # writer staging for device tensors
         self._pinned_views: list[torch.Tensor] = []
         self._loaders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._closed = self._unlinked = False
 
     def _map(self) -> None:
         mem = np.frombuffer(self._shm.buf, np.uint8)  # holds an export: see BatchRing._map
@@ -82,36 +88,26 @@ class WeightStore:
         self._data = mem[_HEADER_BYTES:_HEADER_BYTES + self.nbytes]
         self._view_list = list(self.state_dict_view(self._data).values())  # layout order
 
+    def _unmap(self) -> None:
+        self._hdr = self._data = None
+        self._view_list = []
+
     # ----- create / attach -----
     @classmethod
     def create(cls, name: str, example: Mapping[str, torch.Tensor]) -> WeightStore:
         """Create the block with the layout of ``example`` (version 0: nothing published)."""
         _, nbytes, h = _layout(example)
-        shm = open_shm(name, _HEADER_BYTES + nbytes, create=True)
-        hdr = np.ndarray((_HEADER_BYTES // 8,), np.uint64, shm.buf, 0)
-        hdr[_H_LAYOUT], hdr[_H_HASH], hdr[_H_NBYTES] = _LAYOUT_VERSION, h, nbytes
-        hdr[_H_MAGIC] = _MAGIC
-        del hdr
+        shm = cls._create_segment(name, _HEADER_BYTES + nbytes, _MAGIC,
+                                  {_H_LAYOUT: _LAYOUT_VERSION, _H_HASH: h, _H_NBYTES: nbytes})
         return cls(shm, example, owner=True)
 
     @classmethod
     def attach(cls, name: str, example: Mapping[str, torch.Tensor]) -> WeightStore:
         """Attach by name; raises ValueError if ``example``'s layout differs from the creator's."""
         _, nbytes, h = _layout(example)
-        shm = open_shm(name, _HEADER_BYTES, create=False)
-        hdr = np.ndarray((_HEADER_BYTES // 8,), np.uint64, shm.buf, 0)
-        magic, got_hash = int(hdr[_H_MAGIC]), int(hdr[_H_HASH])
-        del hdr
-        problem = None
-        if magic != _MAGIC:
-            problem = "is not an initialised WeightStore"
-        elif got_hash != h:
-            problem = "was created from a state_dict with different keys, shapes or dtypes"
-        elif shm.size < _HEADER_BYTES + nbytes:
-            problem = f"is too small ({shm.size} bytes)"
-        if problem:
-            shm.close()
-            raise ValueError(f"shared memory {name!r} {problem}")
+        shm = cls._attach_segment(
+            name, _HEADER_BYTES + nbytes, _MAGIC, h,
+            lambda hdr: "was created from a state_dict with different keys, shapes or dtypes")
         return cls(shm, example, owner=False)
 
     # ----- layout helpers -----
@@ -167,8 +163,9 @@ class WeightStore:
         seq = int(self._hdr[_H_SEQ])
         seq -= seq & 1  # a writer that died mid-copy left it odd: that version never completed
         self._hdr[_H_SEQ] = seq + 1  # odd: readers discard what they copy from now on
+        fence()  # the odd seq is seen before any of the new data
         copy()
-        self._hdr[_H_SEQ] = seq + 2  # even, after the data
+        store_release(self._hdr, _H_SEQ, seq + 2)  # even, after the data
         return (seq + 2) // 2
 
     # ----- readers -----
@@ -191,10 +188,11 @@ class WeightStore:
                 with torch.no_grad():
                     for d, t in zip(dsts, self._view_list):
                         d.copy_(t)
-        s1 = int(self._hdr[_H_SEQ])
+        s1 = load_acquire(self._hdr, _H_SEQ)  # the copy reads nothing older than s1
         if s1 == 0 or s1 & 1:
             return None
         copy()
+        fence()  # the copy is done before seq is read again
         return s1 // 2 if int(self._hdr[_H_SEQ]) == s1 else None
 
     def load_into(self, module: torch.nn.Module, stall_timeout: float = 1.0) -> int:
@@ -226,11 +224,12 @@ class WeightStore:
             return ld.version
         touched, sleep, deadline = False, _MIN_SLEEP_S, time.monotonic() + stall_timeout
         while True:
-            s1 = int(self._hdr[_H_SEQ])
+            s1 = load_acquire(self._hdr, _H_SEQ)
             if not s1 & 1:
                 with torch.no_grad():
                     torch._foreach_copy_(ld.dsts, self._view_list)
                 touched = True
+                fence()
                 if int(self._hdr[_H_SEQ]) == s1:
                     ld.version = s1 // 2
                     return ld.version
@@ -241,38 +240,3 @@ class WeightStore:
                                    f"{stall_timeout} s; {type(module).__name__} holds a torn copy")
             time.sleep(sleep)
             sleep = min(2 * sleep, _MAX_SLEEP_S)
-
-    def replaced(self) -> bool:
-        """True when the name now holds another segment (its creator restarted)."""
-        now = segment_id(self.name)
-        return now is not None and now != mapped_id(self._shm)
-
-    # ----- lifetime -----
-    def close(self) -> None:
-        """Unmap this process's view (tensors from ``state_dict_view`` of it must be gone)."""
-        if self._closed:
-            return
-        self._hdr = self._data = None
-        self._view_list = []
-        try:
-            close_shm(self._shm, f"weight store {self.name!r}")
-        except RuntimeError:
-            self._map()
-            raise
-        self._closed = True
-
-    def unlink(self) -> None:
-        """Remove the segment name (owner only)."""
-        if not self._owner:
-            raise RuntimeError(f"weight store {self.name!r}: only the creating process unlinks")
-        if not self._unlinked:
-            self._shm.unlink()
-            self._unlinked = True
-
-    def __enter__(self) -> WeightStore:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-        if self._owner:
-            self.unlink()
