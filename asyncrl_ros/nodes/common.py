@@ -39,13 +39,59 @@ TOPIC_STEP_METRICS = '/policy/step_metrics'
 TOPIC_EPISODE_METRICS = '/policy/episode_metrics'
 
 
+# The config sections each node reads (mode, arm and world: every node). A node not named
+# here (a renamed one) shows them all.
+CONFIG_SECTIONS = {
+    'sim_world': ('image', 'task', 'sim', 'run'),
+    'reward': ('image', 'task'),
+    'target_monitor': ('task', 'sim'),
+    'arm_driver': ('task', 'safety'),
+    'camera': ('image', 'camera'),
+    'learner': ('image', 'run', 'sac', 'asynchronous'),
+    'replay_sampler': ('image', 'run', 'sac', 'asynchronous'),
+}
+
+
+def config_parameters(config: dict, sections=None) -> dict:
+    """The resolved config as flat ROS parameters: {'task.action_cycle_ms': 40.0, ...}.
+
+    ROS parameters hold scalars and flat arrays of one type; anything else (an empty list,
+    joint ranges as [[lo, hi], ...], None) is shown as its JSON text."""
+    import json
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            if sections is None or key in sections:
+                flat.update({f'{key}.{k}': v for k, v in config_parameters(value).items()})
+            continue
+        if isinstance(value, (list, tuple)):
+            kinds = {type(v) for v in value}
+            if value and kinds <= {int, float} and bool not in kinds:
+                value = [float(v) for v in value] if float in kinds else list(value)
+            elif not (value and len(kinds) == 1 and kinds <= {str, bool}):
+                value = json.dumps(value)
+        elif value is None:
+            value = json.dumps(value)
+        flat[key] = value
+    return flat
+
+
 def declare_config(node: Node) -> ExperimentConfig:
-    """Declare `config_file` and load the experiment config it names (defaults if empty)."""
+    """Declare `config_file`, load the experiment config it names (defaults if empty), and show
+    the values this node reads as read-only parameters (`ros2 param get /policy
+    task.action_cycle_ms`): the resolved config stays their one source."""
     node.declare_parameter('config_file', '', ParameterDescriptor(
         description='Resolved experiment YAML (written by the bringup into the run folder)',
         read_only=True))
     path = node.get_parameter('config_file').value
-    return load_config(path) if path else load_config()
+    cfg = load_config(path) if path else load_config()
+    sections = CONFIG_SECTIONS.get(node.get_name())
+    for name, value in config_parameters(cfg.to_dict(), sections).items():
+        if not node.has_parameter(name):
+            node.declare_parameter(name, value, ParameterDescriptor(
+                description=f'from {path or "the defaults"} (read-only: set it in the config)',
+                read_only=True))
+    return cfg
 
 
 def declare(node: Node, name: str, default, description: str, read_only: bool = True):
