@@ -1,9 +1,12 @@
+import os
 from glob import glob
 
 from setuptools import find_packages, setup
 
 package_name = 'asyncrl_ros'
 
+# The node executables: literal, so that building imports nothing from the package;
+# test/test_settings.py checks that they are asyncrl_ros.modes.entry_points() (plus bringup).
 NODES = {
     'sim_world': 'asyncrl_ros.nodes.sim_world_node:main',
     'arm_driver': 'asyncrl_ros.nodes.arm_driver_node:main',
@@ -25,9 +28,10 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
         ('share/' + package_name + '/launch', glob('launch/*.py')),
-        ('share/' + package_name + '/config', glob('config/*')),
+        ('share/' + package_name + '/config', [f for f in glob('config/*') if os.path.isfile(f)]),
+        ('share/' + package_name + '/config/overlays', glob('config/overlays/*.yaml')),
     ],
-    package_data={package_name: ['../config/*.yaml']},
+    package_data={package_name: ['../config/*.yaml', '../config/overlays/*.yaml']},
     install_requires=['setuptools'],
     zip_safe=False,
     maintainer='asyncrl_ros developers',

@@ -1,8 +1,13 @@
 """Experiment configuration: typed dataclasses whose defaults are the seeds' values.
 
-A setting file (config/<profile>_<setting>.yaml) overrides only what differs from
-these defaults; `load_config` rejects unknown keys and wrong types with one line
-naming the key, before any node starts.
+The defaults live here (and in sac_config.py) once; a profile's setting is composed from
+small overlays in config/overlays/ that say only what differs (asyncrl_ros.profiles).
+`load_config` applies the layers in order and rejects unknown keys and wrong types with one
+line naming the key (and the file), before any node starts.
+
+The merge is hand-written (`_apply`, ~20 lines) rather than a library's (OmegaConf, Hydra):
+the dataclasses already give every key's type, the errors name the key and the file, and a
+dozen overlays need no interpolation, defaults lists or a new dependency.
 """
 from __future__ import annotations
 
@@ -14,13 +19,15 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from asyncrl_ros import modes
 from asyncrl_ros.device import check_device, check_precision
 from asyncrl_ros.reward import FRANKA_ALPHA
 from asyncrl_ros.sac_config import SACConfig
 
-MODES = ('sync', 'async1', 'async2')
+# The mode and world names, in the registry's order (asyncrl_ros.modes says what each means).
+MODES = tuple(modes.MODES)
 ARMS = ('franka', 'ur5', 'ur5e')
-WORLDS = ('sim', 'real')
+WORLDS = tuple(modes.WORLDS)
 TASKS = ('reacher', 'tracker')
 WEIGHT_TRANSPORTS = ('shm', 'topic')
 
@@ -286,8 +293,9 @@ def read_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
-def load_config(*sources: dict | str | os.PathLike) -> ExperimentConfig:
-    """Build a validated config from defaults plus dicts or YAML files, later ones winning."""
+def load_config(*sources: dict | str | os.PathLike, validate: bool = True) -> ExperimentConfig:
+    """Build a validated config from defaults plus dicts or YAML files, later ones winning
+    (validate=False: merged only, for a caller that checks something first)."""
     cfg = ExperimentConfig()
     for source in sources:
         data = source if isinstance(source, dict) else read_yaml(source)
@@ -296,7 +304,7 @@ def load_config(*sources: dict | str | os.PathLike) -> ExperimentConfig:
         except ConfigError as err:
             where = '' if isinstance(source, dict) else f'{source}: '
             raise ConfigError(f'{where}{err}') from None
-    return cfg.validate()
+    return cfg.validate() if validate else cfg
 
 
 def config_from_dict(data: dict) -> ExperimentConfig:

@@ -47,8 +47,10 @@ def check_replay_fits(cfg, proprio_dim: int, action_dim: int, mem_get_info: Call
     """For the bringup, before any node starts: a learner that owns its replay (sync, async1)
     on CUDA keeps it there, and it must fit. (Asks the driver, so this process gets a CUDA
     context: call it in a short-lived process if that matters.)"""
+    from asyncrl_ros.modes import MODES
     device = resolve_device(cfg.sac.device)[0]
-    if cfg.mode == 'async2' or device.type != 'cuda':
+    # The replay_sampler (async2) keeps a host replay; a policy or learner owner, the device's.
+    if MODES[cfg.mode].replay_owner == 'replay_sampler' or device.type != 'cuda':
         return
     frame = (3, cfg.image.height, cfg.image.width)
     check_fits(replay_nbytes(cfg.sac.replay_capacity, frame, proprio_dim, action_dim), device,

@@ -34,14 +34,18 @@ EVAL_FIELDS = ('evaluation', 'episode', 'return', 'steps', 'cycle_mean_ms', 'che
 
 
 def acting_checkpoint(run_dir: str | Path, mode: str) -> Path:
-    """Where a run's acting weights are saved: the policy's file in sync, the learner's in async."""
-    return Path(run_dir) / ('checkpoint.pt' if mode == 'sync' else 'learner_checkpoint.pt')
+    """Where a run's acting weights are saved: the file of the mode's updater (the policy's
+    in sync, the learner's in async)."""
+    from asyncrl_ros.modes import MODES
+    updater = MODES[mode].updater
+    return Path(run_dir) / ('checkpoint.pt' if updater == 'policy' else f'{updater}_checkpoint.pt')
 
 
 def prepare_eval(run_dir: str | None, episodes: int, profile: str | None = None,
                  overrides: Sequence[dict] = ()):
     """(Profile, config, run folder) of the run to evaluate; one-line ConfigError otherwise."""
-    from asyncrl_ros.profiles import get_profile
+    from asyncrl_ros.modes import MODES
+    from asyncrl_ros.profiles import check_profile, get_profile
     if not run_dir:
         raise ConfigError('--eval N needs a run folder: asyncrl --eval N RUN_DIR')
     if episodes < 1:
@@ -55,13 +59,15 @@ def prepare_eval(run_dir: str | None, episodes: int, profile: str | None = None,
     started_as = (yaml.safe_load(meta.read_text()) or {}).get('profile')
     if profile and started_as != profile:
         raise ConfigError(f"cannot evaluate {run} as '{profile}': it is a '{started_as}' run")
-    cfg = load_config(run / 'config.yaml', *overrides)
+    prof = get_profile(started_as)
+    cfg = check_profile(prof, load_config(run / 'config.yaml', *overrides,
+                                          validate=False)).validate()
     path = acting_checkpoint(run, cfg.mode)
     if not path.is_file():
-        who = 'the policy' if cfg.mode == 'sync' else 'the learner'
+        who = f'the {MODES[cfg.mode].updater}'
         raise ConfigError(f'cannot evaluate {run}: no checkpoint ({path.name}: {who} has not '
                           'saved its networks yet)')
-    return get_profile(started_as), cfg, run
+    return prof, cfg, run
 
 
 def eval_nodes(nodes: Sequence[str]) -> list[str]:
@@ -114,7 +120,8 @@ class EvalBackend:
         self.agent.load_policy_state_dict({f'{part}.{k}': v for part in ('encoder', 'actor')
                                            for k, v in nets[part].items()})
         extra = state.get('extra') or {}
-        if cfg.mode == 'sync':
+        from asyncrl_ros.modes import MODES
+        if MODES[cfg.mode].updater == 'policy':   # sync: one checkpoint holds it all
             self.updates, counters = int(extra['learner']['updates']), extra
         else:   # the policy's counters are in its own checkpoint.pt, beside the learner's
             self.updates = int(extra.get('updates', 0))

@@ -3,7 +3,8 @@
 `plan()` is plain Python (profile + setting + overrides -> validated config, run folder,
 and each node with its executable and ROS parameters), so it is tested without `launch`;
 `generate()` wraps it in a LaunchDescription for `ros2 launch`. Which nodes a profile
-starts lives in config/profiles.yaml, the parameters each node gets in the bringup.
+starts follows from its mode and world (asyncrl_ros.modes), the parameters each node gets
+from asyncrl_ros.runs, as in the bringup.
 """
 from __future__ import annotations
 
@@ -17,11 +18,10 @@ from typing import Mapping, Sequence
 from asyncrl_ros import bringup
 from asyncrl_ros.config import ConfigError, ExperimentConfig, parse_override
 from asyncrl_ros import runs
+from asyncrl_ros.modes import ASYNC_MODES
 from asyncrl_ros.profiles import Profile, config_dir, load_profiles
 from asyncrl_ros.runs import (LEARNING_NODES, MAIN_NODE, SAVE_TIMEOUT_S, STATEFUL_NODES,
                               STOP_SETTLE_S, node_parameters, prepare_run, run_nodes, stop_stages)
-
-ASYNC_MODES = ('async1', 'async2')
 
 # Launch arguments that override one config value each (empty: the setting file's value).
 VALUE_ARGS = {
@@ -76,8 +76,8 @@ class LaunchPlan:
 
 
 def is_sim(profile: Profile) -> bool:
-    """Known before any config is read (real-arm profiles start `camera` instead)."""
-    return 'sim_world' in profile.nodes
+    """Known before any config is read: the profile's world (its config must agree)."""
+    return profile.world == 'sim'
 
 
 def profile_name(prefix_or_name: str, modes: Sequence[str] = (), mode: str = '') -> str:
@@ -92,8 +92,7 @@ def profile_name(prefix_or_name: str, modes: Sequence[str] = (), mode: str = '')
 def require_profile(name: str) -> Profile:
     profiles = load_profiles()
     if name not in profiles:
-        raise ConfigError(f"profile '{name}' is not defined in {config_dir() / 'profiles.yaml'} "
-                          f"(defined: {', '.join(profiles)})")
+        raise ConfigError(f"profile '{name}' is not defined (defined: {', '.join(profiles)})")
     return profiles[name]
 
 
@@ -124,7 +123,7 @@ def plan(profile: str, setting: str | None = None, config_file: str | None = Non
     """Resolve a profile the way the bringup does; no file is written (see `write_run`)."""
     require_profile(profile)
     prof, cfg, run = prepare_run(profile, setting, config_file, overrides, run_dir, resume)
-    sim = cfg.world == 'sim'
+    sim = is_sim(prof)   # the config's world is the profile's (profiles.check_profile)
     config_path = run / 'config.yaml'
     names = run_nodes(prof, cfg, record)
     nodes = []

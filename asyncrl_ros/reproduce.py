@@ -30,10 +30,12 @@ import numpy as np
 import yaml
 
 from asyncrl_ros.config import MODES, ConfigError, parse_override
+from asyncrl_ros import modes as registry
+from asyncrl_ros.modes import profile_name
 # The thesis' baseline: sampling + update 21 + 24 ms (Table 5.2, RTX 2080Ti), 40 ms async cycle.
 from asyncrl_ros.realtime import THESIS_CYCLE_MS, THESIS_SAMPLE_UPDATE_MS
 
-PROFILES = {'sync': 'franka_sim_sync', 'async1': 'franka_sim_async1', 'async2': 'franka_sim_async2'}
+PROFILES = {mode: profile_name('franka', 'sim', mode) for mode in MODES}
 LAST_K = 5
 PLAN = 'plan.json'
 
@@ -390,13 +392,12 @@ def build_report(out: Path, runs: list[PlannedRun], scale: str, seeds: int, last
     labels = list(modes)
     lines += ['', '## Component times (thesis Table 5.2), median / p99 ms', '',
               '| component | ' + ' | '.join(labels) + ' |', '|---' * (len(labels) + 1) + '|']
-    where = {'async1': 'learner', 'async2': 'replay_sampler'}
     for name in COMPONENTS:
         cells = []
         for m in labels:
             med, p99 = components[m][name]
             if m != 'sync' and name == 'sampling_ms':
-                cells.append(f'in the {where.get(m, "learner")}')
+                cells.append(f'in the {registry.MODES[m].replay_owner}')
             elif m != 'sync' and name == 'update_ms':
                 ms = [x for x in learner_ms.get(m, []) if x is not None]
                 cells.append(f'learner: {num(np.median(ms), 2)}' if ms else 'in the learner')

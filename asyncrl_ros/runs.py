@@ -11,7 +11,7 @@ from typing import Sequence
 import yaml
 
 from asyncrl_ros.config import ConfigError, ExperimentConfig, load_config
-from asyncrl_ros.profiles import Profile, get_profile, resolve
+from asyncrl_ros.profiles import Profile, check_profile, get_profile, resolve
 from asyncrl_ros.replay_files import REPLAY_FOLDER, ReplayFolderError, check_signature, replay_signature
 
 # The node whose exit ends the run.
@@ -59,9 +59,11 @@ def prepare_run(profile: str | None, setting: str | None = None, config_file: st
         started_as = (yaml.safe_load(meta_path.read_text()) or {}).get('profile')
         if profile and started_as != profile:
             raise ConfigError(f"cannot resume {run} as '{profile}': it is a '{started_as}' run")
-        cfg = load_config(run / 'config.yaml', *overrides)
+        prof = get_profile(started_as)
+        cfg = check_profile(prof, load_config(run / 'config.yaml', *overrides,
+                                              validate=False)).validate()
         check_replay_folder(run, cfg)
-        return get_profile(started_as), cfg, run
+        return prof, cfg, run
     if not profile:
         raise ConfigError('no profile given (use --list to see them)')
     prof, cfg = resolve(profile, setting, config_file, list(overrides))

@@ -1,7 +1,8 @@
 """Real UR5 (ur_robot_driver started by you), Async-SAC (mode:=async1|async2).
 
     ros2 launch asyncrl_ros ur5_async.launch.py --show-args   # every argument
-Nodes and settings come from config/profiles.yaml (see asyncrl_ros/launch_support.py).
+Nodes follow from the mode (asyncrl_ros/modes.py), settings from config/overlays/
+(see asyncrl_ros/profiles.py and launch_support.py).
 """
 from asyncrl_ros.launch_support import ASYNC_MODES, generate
 

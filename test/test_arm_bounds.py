@@ -14,13 +14,20 @@ from asyncrl_ros.arms import (PAPER_FRANKA_JOINT_RANGES, PAPER_FRANKA_MAX_VELOCI
                               RELOD_FRANKA_JOINT_RANGES, configured_arm, get_arm)
 from asyncrl_ros.config import ConfigError, load_config
 from asyncrl_ros.kinematics import PANDA_DDQ_MAX
+from asyncrl_ros.profiles import load_profiles, resolve
 
 CONFIG = Path(__file__).resolve().parents[1] / 'config'
-PROFILES = yaml.safe_load((CONFIG / 'profiles.yaml').read_text())
-SETTINGS = sorted({f for p in PROFILES.values() for f in p['settings'].values()})
+SETTINGS = [f'{name}:{setting}' for name, prof in load_profiles().items()
+            for setting in prof.settings]
 # The paper's settings (baseline, hires); 'quick' is a CPU setting that says it is wider.
-FRANKA_SETTINGS = [f for f in SETTINGS if f.startswith('franka_') and not f.endswith('_quick.yaml')]
-QUICK_SETTINGS = [f for f in SETTINGS if f.startswith('franka_') and f.endswith('_quick.yaml')]
+FRANKA_SETTINGS = [s for s in SETTINGS if s.startswith('franka_') and not s.endswith(':quick')]
+QUICK_SETTINGS = [s for s in SETTINGS if s.startswith('franka_') and s.endswith(':quick')]
+
+
+def resolved(profile_setting: str, *overrides: dict):
+    """'franka_sim_sync:baseline' -> that profile's setting, as the bringup resolves it."""
+    profile, setting = profile_setting.split(':')
+    return resolve(profile, setting, overrides=list(overrides))[1]
 
 
 def test_paper_ranges_are_relods_but_for_joint_2():
@@ -36,7 +43,7 @@ def test_paper_ranges_are_relods_but_for_joint_2():
 
 @pytest.mark.parametrize('setting', FRANKA_SETTINGS)
 def test_every_franka_setting_has_the_papers_bounds(setting):
-    cfg = load_config(CONFIG / setting)
+    cfg = resolved(setting)
     arm = configured_arm(cfg)
     np.testing.assert_array_equal(arm.velocity_limits, PAPER_FRANKA_MAX_VELOCITY)
     np.testing.assert_array_equal(np.stack([arm.joint_lower, arm.joint_upper], 1),
@@ -50,13 +57,13 @@ def test_every_franka_setting_has_the_papers_bounds(setting):
 
 @pytest.mark.parametrize('setting', QUICK_SETTINGS)
 def test_quick_franka_settings_say_they_are_wider_than_the_paper(setting):
-    cfg = load_config(CONFIG / setting)
+    cfg = resolved(setting)
     assert 'wider than the paper' in ' '.join(cfg.warnings())
 
 
 @pytest.mark.parametrize('setting', SETTINGS)
 def test_every_setting_ramps_within_the_hardware(setting):
-    cfg = load_config(CONFIG / setting)
+    cfg = resolved(setting)
     assert 0 < cfg.safety.max_acceleration <= PANDA_DDQ_MAX.min()
 
 
@@ -67,12 +74,12 @@ def test_every_setting_ramps_within_the_hardware(setting):
                        [1.7, 2.96], [-1.5, 0.9]]}, 'joint ranges of joint 7'),
 ])
 def test_widening_the_papers_bounds_is_one_warning_line(override, says):
-    cfg = load_config(CONFIG / 'franka_sim_sync_baseline.yaml', {'safety': override})
+    cfg = resolved('franka_sim_sync:baseline', {'safety': override})
     lines = cfg.warnings()
     assert len(lines) == 1 and '\n' not in lines[0] and says in lines[0], lines
     # Narrowing is no warning; other arms have no paper bounds to widen.
-    assert load_config(CONFIG / 'franka_sim_sync_baseline.yaml',
-                       {'safety': {'max_velocity': 0.1}}).warnings() == []
+    assert resolved('franka_sim_sync:baseline',
+                    {'safety': {'max_velocity': 0.1}}).warnings() == []
     assert load_config({'arm': 'ur5'}).warnings() == []
 
 
@@ -128,7 +135,7 @@ def test_driver_bounds_policy_commands_by_the_paper_but_homes_at_the_arms_speed(
     from asyncrl_ros.nodes.common import SERVICE_HOME
     from conftest import write_config
     from test_arm_driver_node import FakeRobotSide
-    data = yaml.safe_load((CONFIG / 'franka_sim_sync_baseline.yaml').read_text())
+    data = yaml.safe_load((CONFIG / 'overlays' / 'franka.yaml').read_text())
     cfg = write_config(tmp_path, {'safety': data['safety'],
                                   'task': {'action_cycle_ms': 40.0, 'reset_s': 0.5}})
     start_node('arm_driver', cfg)

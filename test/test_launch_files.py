@@ -4,7 +4,7 @@
 `launch`, `launch_ros` and `ros2launch` from ../shared/ros2-launch where that folder exists.
 Then the launch files are loaded and their actions checked against `plan()`, and one is run
 the way `ros2 launch` runs it, to its end, checking the stop order. Everywhere, `plan()` is
-checked against profiles.yaml, setup.py and the bringup, the stop order against its one
+checked against the profiles (asyncrl_ros.modes), setup.py and the bringup, the stop order against its one
 definition (runs.stop_stages), and the viewer configs against the topics and QoS the nodes
 really use.
 """
@@ -88,7 +88,7 @@ def test_launch_files_name_existing_profiles_or_fail_clearly(tmp_path):
             with pytest.raises(ConfigError, match=f"profile '{profile}' is not defined"):
                 ls.plan(profile, run_dir=str(tmp_path / profile))
     if missing:
-        warnings.warn('launch files whose profiles are not in profiles.yaml yet: '
+        warnings.warn('launch files whose profiles are not defined yet: '
                       + '; '.join(missing))
 
 
@@ -173,7 +173,7 @@ def test_bad_arguments_are_one_clear_error(call, message, tmp_path):
 def test_real_arm_plan_names_the_driver_to_start(tmp_path):
     real = [name for name, prof in load_profiles().items() if not ls.is_sim(prof)]
     if not real:
-        pytest.skip('no real-arm profile in profiles.yaml')
+        pytest.skip('no real-arm profile')
     p = ls.plan_from_arguments(real[0], {'robot_ip': '172.16.0.2', 'run_dir': str(tmp_path)})
     assert not p.sim and all(n.parameters['use_sim_time'] is False for n in p.nodes)
     assert 'robot_ip:=172.16.0.2' in p.driver_hint

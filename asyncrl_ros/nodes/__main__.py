@@ -9,5 +9,9 @@ if __name__ == '__main__':
     take_over_signals()
     if len(sys.argv) < 2:
         sys.exit('usage: python -m asyncrl_ros.nodes NAME [--ros-args ...]')
-    name = sys.argv.pop(1)
-    importlib.import_module(f'asyncrl_ros.nodes.{name}_node').main()
+    from asyncrl_ros.modes import node_module   # the one naming rule (no heavy imports)
+    try:
+        module = node_module(sys.argv.pop(1))
+    except ValueError as err:
+        sys.exit(f'asyncrl_ros.nodes: {err}')
+    importlib.import_module(module).main()

@@ -22,6 +22,7 @@ from rclpy.node import Node
 from asyncrl_ros.arms import get_arm
 from asyncrl_ros.batch_sources import OwnReplayBatches, RingBatches, ShmWeightsSink, replay_owner
 from asyncrl_ros.checkpoint import load_checkpoint, save_checkpoint
+from asyncrl_ros.modes import MODES
 from asyncrl_ros.nodes.common import (run_node, METRICS_QOS, TOPIC_TRANSITIONS, TOPIC_WEIGHTS,
                                       TRANSITION_QOS, WEIGHTS_QOS, Diagnostics, declare,
                                       declare_config, msg_to_transition)
@@ -61,8 +62,10 @@ class LearnerNode(Node):
         self.resume = declare(self, 'resume', False, 'Continue from the run folder')
         self.restarts = declare(self, 'restarts', 0,
                                 'How often the bringup restarted this node in this run')
-        own_replay = declare(self, 'own_replay', cfg.mode == 'async1',
-                             'Own the replay (async1) or read batches from replay_sampler (async2)')
+        # Own the replay (async1) or read batches from the replay_sampler's ring (async2).
+        source = MODES[cfg.mode].batch_source
+        if source not in ('own_replay', 'ring'):
+            raise ValueError(f"mode '{cfg.mode}' runs no learner process")
         if not run_dir:
             raise ValueError("parameter 'run_dir' is required")
         self.run_dir = Path(run_dir)
@@ -72,7 +75,7 @@ class LearnerNode(Node):
         n = arm.n_actuated
         self.agent = make_agent(cfg, 3 * n, n)
         names = shm_names(self.run_dir)
-        if own_replay:
+        if source == 'own_replay':
             inbox: deque = deque()
             self.create_subscription(Transition, TOPIC_TRANSITIONS,
                                      lambda m: inbox.append(msg_to_transition(m)), TRANSITION_QOS)
@@ -110,7 +113,7 @@ class LearnerNode(Node):
             self.get_logger().info(note)
         self.get_logger().info(
             f"{self.agent.placement.describe()}; "
-            f"{'async1 (own replay)' if own_replay else 'async2 (batches from replay_sampler)'}: "
+            f"{cfg.mode} ({'own replay' if source == 'own_replay' else 'batches from replay_sampler'}): "
             f"batch {cfg.sac.batch_size}, {cfg.sac.torch_threads} torch thread(s), weights over "
             f"{cfg.asynchronous.weights_transport}, nice {cfg.asynchronous.learner_niceness}")
 
