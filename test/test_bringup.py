@@ -144,10 +144,12 @@ def test_ur5_tracker_sync_run_acts_on_five_joints(tmp_path):
     episodes = read_csv(run_dir / 'episodes.csv')
     assert [int(e['steps']) for e in episodes] == [20, 20]     # 1.6 s at the thesis' 80 ms
     assert int(episodes[-1]['updates']) > 0
-    from asyncrl_ros.checkpoint import load_checkpoint
-    replay = load_checkpoint(run_dir / 'checkpoint.pt')['replay']
+    # The replay keeps itself in the run folder (replay/<array>.npy), not in checkpoint.pt.
+    import numpy as np
+    proprio, action = (np.load(run_dir / 'replay' / f'{name}.npy', mmap_mode='r')
+                       for name in ('proprio', 'action'))
     # Thesis observation: 5 joint angles, 5 velocities, 5 previous actions; 5 actions.
-    assert replay['proprio'].shape[1] == 15 and replay['action'].shape[1] == 5
+    assert proprio.shape[1] == 15 and action.shape[1] == 5
     # The thesis reward: 800 * mean(mask * W) - posture penalty, so a step earns at most 800.
     rewards = [float(s['reward']) for s in read_csv(run_dir / 'steps.csv')]
     assert all(-20 < r < 800 for r in rewards) and any(r != 0 for r in rewards)
