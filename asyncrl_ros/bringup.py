@@ -315,8 +315,8 @@ def print_summary(run_dir: Path, restarts: dict | None = None) -> None:
         path = run_dir / name
         if path.exists():
             stats = json.loads(path.read_text())
-            summary['transitions_stored'] = stats.get('stored', stats.get('transitions_stored'))
-            summary['transitions_missing'] = stats.get('missing', stats.get('transitions_missing'))
+            summary['transitions_stored'] = stats['transitions_stored']
+            summary['transitions_missing'] = stats['transitions_missing']
             if 'updates' in stats:
                 summary['updates'] = stats['updates']
             break

@@ -307,5 +307,3 @@ def load_config(*sources: dict | str | os.PathLike, validate: bool = True) -> Ex
     return cfg.validate() if validate else cfg
 
 
-def config_from_dict(data: dict) -> ExperimentConfig:
-    return load_config(data)

@@ -121,10 +121,10 @@ class EvalBackend:
                                            for k, v in nets[part].items()})
         extra = state.get('extra') or {}
         from asyncrl_ros.modes import MODES
+        self.updates = int(nets['num_updates'])   # the agent's own count
         if MODES[cfg.mode].updater == 'policy':   # sync: one checkpoint holds it all
-            self.updates, counters = int(extra['learner']['updates']), extra
+            counters = extra
         else:   # the policy's counters are in its own checkpoint.pt, beside the learner's
-            self.updates = int(extra.get('updates', 0))
             counters = _load_extra(Path(run_dir) / 'checkpoint.pt')
         self.info = {'checkpoint': path.name, 'updates': self.updates,
                      'training_episode': int(counters.get('episode', 0)),

@@ -37,7 +37,6 @@ REAL_ONLY_ARGS = ('robot_ip',)
 
 RVIZ_CONFIG = 'asyncrl.rviz'
 RQT_PERSPECTIVE = 'asyncrl.perspective'
-# Stateful nodes may take this long to save (a large replay); matches the bringup's wait.
 
 
 @dataclass

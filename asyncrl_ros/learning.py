@@ -45,11 +45,14 @@ class InProcessLearner:
         self.agent = make_agent(cfg, proprio_dim, action_dim)
         self.owner = replay_owner(cfg, run_dir, proprio_dim, action_dim, resume, self.agent.device)
         self.replay = self.owner.replay
-        self.updates = 0
         # Steps counted for the cap, restored with the networks (the replay may hold a few
         # episodes more after a crash: no burst of updates to catch up on them).
         self.steps = 0
         self.last_metrics: dict = {}
+
+    @property
+    def updates(self) -> int:
+        return self.agent.num_updates   # one count: the agent's, saved with its state
 
     @property
     def weights_version(self) -> int:
@@ -81,7 +84,6 @@ class InProcessLearner:
             t1 = time.perf_counter()
             self.last_metrics = self.agent.update(batch)
             t2 = time.perf_counter()
-            self.updates += 1
             timings['sampling_ms'] += (t1 - t0) * 1e3
             timings['update_ms'] += (t2 - t1) * 1e3
         return timings
@@ -112,7 +114,7 @@ class InProcessLearner:
         self.agent.load_state_dict(state['agent'])   # the replay resumed from its folder
 
     def state_dict(self) -> dict:
-        return {'updates': self.updates, 'steps': self.steps}
+        return {'steps': self.steps}
 
     def load_state_dict(self, state: dict) -> None:
-        self.updates, self.steps = int(state['updates']), int(state['steps'])
+        self.steps = int(state['steps'])   # updates: the agent's own count, restored with it

@@ -348,15 +348,17 @@ class ReplayOwner:
         return self.replay.sample(cfg.sac.batch_size, (cfg.sac.crop_height, cfg.sac.crop_width))
 
     def stats(self) -> dict:
-        return {'stored': self.stored, 'missing': self.missing, 'episodes': self.episodes,
-                'replay_size': len(self.replay), 'batches': self.sampled}
+        # The same names as the learner's stats (learner_stats.json) for the same counts.
+        return {'transitions_stored': self.stored, 'transitions_missing': self.missing,
+                'episodes': self.episodes, 'replay_size': len(self.replay), 'batches': self.sampled}
 
     def state_dict(self) -> dict:
         return {'stats': self.stats(), 'expected_step': self.expected_step}
 
     def load_state_dict(self, state: dict) -> None:
         stats = state['stats']
-        self.stored, self.missing, self.episodes = stats['stored'], stats['missing'], stats['episodes']
+        self.stored, self.missing = stats['transitions_stored'], stats['transitions_missing']
+        self.episodes = stats['episodes']
         self.sampled = int(stats.get('batches', 0))
         self.expected_step = state['expected_step']
         # A resumed run starts a new episode before its next transition.

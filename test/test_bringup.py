@@ -126,7 +126,7 @@ def test_end_to_end_sync_run_then_resume_and_ctrl_c(tmp_path):
     assert state['extra']['total_steps'] >= 80
     replay = FrameReplay(100_000, (3, 90, 160), 21, 7, folder=run_dir / 'replay', resume=True)
     assert len(replay) == state['extra']['total_steps']   # the resumed run's, appended
-    assert state['extra']['learner']['updates'] >= int(episodes[3]['updates'])
+    assert state['agent']['num_updates'] >= int(episodes[3]['updates'])
     assert 'resumed at episode 3' in ''.join(lines)
     # Stopping leaves the nodes' contexts up until they have saved and said so.
     assert 'checkpoint saved' in ''.join(lines)

@@ -100,12 +100,13 @@ def write_run(tmp_path, mode: str, checkpoint: bool = True):
     (run / 'config.yaml').write_text(yaml.safe_dump(cfg.to_dict()))
     (run / 'run.yaml').write_text(yaml.safe_dump({'profile': f'franka_sim_{mode}'}))
     agent = make_agent(cfg, 21, 7)
+    agent.num_updates = 99 if mode == 'sync' else 123   # the count travels with the agent
     if checkpoint:
         if mode == 'sync':
             save_checkpoint(run / 'checkpoint.pt', agent, None,
-                            {'episode': 4, 'total_steps': 300, 'learner': {'updates': 99}})
+                            {'episode': 4, 'total_steps': 300, 'learner': {'steps': 300}})
         else:
-            save_checkpoint(run / 'learner_checkpoint.pt', agent, None, {'updates': 123})
+            save_checkpoint(run / 'learner_checkpoint.pt', agent, None)
             save_checkpoint(run / 'checkpoint.pt', None, None, {'episode': 6, 'total_steps': 900})
     return cfg, run, agent
 

@@ -88,7 +88,6 @@ class LearnerNode(Node):
         self.loader = DeviceBatchLoader(self.agent.device)
         # The acting weights leave the device on a side stream, off the update loop's path.
         self.snapshot = HostSnapshot(policy_tensors(self.agent))
-        self.updates = 0
         if self.resume:
             self.restore()
         self.sink = (ShmWeightsSink(names['weights'], self.snapshot.host)
@@ -117,6 +116,10 @@ class LearnerNode(Node):
             f"batch {cfg.sac.batch_size}, {cfg.sac.torch_threads} torch thread(s), weights over "
             f"{cfg.asynchronous.weights_transport}, nice {cfg.asynchronous.learner_niceness}")
 
+    @property
+    def updates(self) -> int:
+        return self.agent.num_updates   # one count: the agent's, saved with its state
+
     def run(self, stop):
         every = self.cfg.asynchronous.publish_weights_every
         last_status = last_save = time.monotonic()
@@ -136,7 +139,6 @@ class LearnerNode(Node):
             self.metrics = self.agent.update(batch)
             self.source.release()
             self.update_ms = (time.perf_counter() - t1) * 1e3
-            self.updates += 1
             self.tb.update(self.metrics, self.updates, update_ms=self.update_ms,
                            transitions_stored=self.source.stored_missing()[0])
             if self.updates % every == 0:
@@ -176,7 +178,7 @@ class LearnerNode(Node):
                 'batches_waited': self.waited, 'wait_ms': self.wait_ms}
 
     def save(self):
-        save_checkpoint(self.run_dir / CHECKPOINT, self.agent, None, {'updates': self.updates})
+        save_checkpoint(self.run_dir / CHECKPOINT, self.agent, None)
         self.source.save()
         stats = self.stats()
         (self.run_dir / 'learner_stats.json').write_text(json.dumps(stats, indent=2))
@@ -189,7 +191,6 @@ class LearnerNode(Node):
         if path.is_file():
             state = load_checkpoint(path)
             self.agent.load_state_dict(state['agent'])
-            self.updates = int(state['extra']['updates'])
             self.get_logger().info(f'resumed at {self.updates} updates; {replay}')
         else:
             self.get_logger().warning(f'no {path}; starting the networks afresh; {replay}')
