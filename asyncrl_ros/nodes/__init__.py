@@ -46,17 +46,31 @@ def write_own_log() -> None:
     os.environ.pop(NODE_LOG_ENV)
 
 
-def _on_stop_signal(*_) -> None:
-    if supervisor_gone():
-        write_own_log()
-    STOP.set()
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+_watching = threading.Lock()
+
+
+def _watch_stop_signals() -> None:
+    while True:
+        signal.sigwait(STOP_SIGNALS)
+        if supervisor_gone():
+            write_own_log()
+        STOP.set()
 
 
 def take_over_signals() -> threading.Event:
-    """SIGINT/SIGTERM only set STOP: the node's loop ends, and its clean-up still runs."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _on_stop_signal)
-    end_with_supervisor(STOP)
+    """SIGINT/SIGTERM only set STOP: the node's loop ends, and its clean-up still runs.
+
+    The signals are taken by a thread of their own (sigwait), not by a Python handler: a
+    handler runs only when the main thread returns to Python, so a main thread blocked in a
+    C call would never see the stop, and the node would outlive its supervisor. Called
+    first thing in the process, the mask is inherited by every thread created later (the DDS
+    threads too), so only that thread receives them. (Also inherited by programs a node would
+    start: none does.)"""
+    if _watching.acquire(blocking=False):
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        threading.Thread(target=_watch_stop_signals, name='stop-signals', daemon=True).start()
+        end_with_supervisor(STOP)
     return STOP
 
 

@@ -37,6 +37,7 @@ TOPIC_MARKERS = '/target_monitor/markers'
 TOPIC_EE_MARKERS = '/arm_driver/markers'
 TOPIC_STEP_METRICS = '/policy/step_metrics'
 TOPIC_EPISODE_METRICS = '/policy/episode_metrics'
+TOPIC_LEARNER_STATUS = '/learner/status'
 
 
 # The config sections each node reads (mode, arm and world: every node). A node not named
@@ -283,10 +284,12 @@ def _exit_if_stuck(stop, node_class):
     def watch():
         stop.wait()
         if not cleaning.wait(STUCK_EXIT_S):
+            import faulthandler
             name = getattr(node_class, 'NAME', node_class.__name__)
             try:
                 print(f'[{name}] stopped but stuck for {STUCK_EXIT_S:g} s before its clean-up; '
-                      'ending the process', file=sys.stderr, flush=True)
+                      'ending the process. Where each thread was:', file=sys.stderr, flush=True)
+                faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
             except (OSError, ValueError):
                 pass
             exit_process(1)

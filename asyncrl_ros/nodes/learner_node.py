@@ -23,15 +23,15 @@ from asyncrl_ros.arms import get_arm
 from asyncrl_ros.batch_sources import OwnReplayBatches, RingBatches, ShmWeightsSink, replay_owner
 from asyncrl_ros.checkpoint import load_checkpoint, save_checkpoint
 from asyncrl_ros.modes import MODES
-from asyncrl_ros.nodes.common import (run_node, METRICS_QOS, TOPIC_TRANSITIONS, TOPIC_WEIGHTS,
-                                      TRANSITION_QOS, WEIGHTS_QOS, Diagnostics, declare,
-                                      declare_config, msg_to_transition)
+from asyncrl_ros.nodes.common import (run_node, METRICS_QOS, TOPIC_LEARNER_STATUS,
+                                      TOPIC_TRANSITIONS, TOPIC_WEIGHTS, TRANSITION_QOS,
+                                      WEIGHTS_QOS, Diagnostics, declare, declare_config,
+                                      msg_to_transition)
 from asyncrl_ros.remote import make_agent, policy_tensors, shm_names, weights_to_bytes
 from asyncrl_ros.transfer import DeviceBatchLoader, HostSnapshot
 from asyncrl_ros.tensorboard_log import TensorBoardLog
 from asyncrl_ros_interfaces.msg import LearnerStatus, Transition, Weights
 
-TOPIC_LEARNER_STATUS = '/learner/status'
 CHECKPOINT = 'learner_checkpoint.pt'
 
 

@@ -17,44 +17,17 @@ from asyncrl_ros.arms import configured_arm
 from asyncrl_ros.checkpoint import load_checkpoint, save_checkpoint
 from asyncrl_ros.episode_runner import EpisodeRunner, Homing, Outputs
 from asyncrl_ros.evaluate import EvalBackend
-from asyncrl_ros.learning import InProcessLearner
 from asyncrl_ros.nodes.common import (COMMAND_QOS, LATCHED_QOS, METRICS_QOS, REWARD_QOS,
                                       SENSOR_QOS, SERVICE_HOME, TOPIC_EPISODE_METRICS,
                                       TOPIC_HOMING, TOPIC_IMAGE, TOPIC_JOINT_STATES,
-                                      TOPIC_POLICY_COMMAND, TOPIC_REWARD, TOPIC_STEP_METRICS,
-                                      TOPIC_TRANSITIONS, TOPIC_WEIGHTS, TRANSITION_QOS,
-                                      WEIGHTS_QOS, Diagnostics, declare, declare_config,
-                                      image_to_numpy, run_node, stamp_ns, transition_to_msg)
-from asyncrl_ros.nodes.learner_node import TOPIC_LEARNER_STATUS
-from asyncrl_ros.remote import RemoteLearner, ShmWeightsSource, TopicWeightsSource, shm_names
+                                      TOPIC_LEARNER_STATUS, TOPIC_POLICY_COMMAND, TOPIC_REWARD,
+                                      TOPIC_STEP_METRICS, Diagnostics, declare, declare_config,
+                                      image_to_numpy, run_node, stamp_ns)
+from asyncrl_ros.nodes.policy_backends import make_backend
 from asyncrl_ros_interfaces.msg import (EpisodeMetrics, HomingStatus, LearnerStatus, Reward,
-                                        StepMetrics, Transition, Weights)
+                                        StepMetrics)
 
 CHECKPOINT = 'checkpoint.pt'
-
-
-def in_process_backend(node: 'PolicyNode', cfg, proprio_dim: int, action_dim: int):
-    """sync (Seq-SAC): replay and updates inside the policy's own timer turn."""
-    return InProcessLearner(cfg, proprio_dim, action_dim, node.run_dir, node.resume)
-
-
-def remote_backend(node: 'PolicyNode', cfg, proprio_dim: int, action_dim: int):
-    """async1/async2: transitions out over a topic, weights in from the learner."""
-    pub = node.create_publisher(Transition, TOPIC_TRANSITIONS, TRANSITION_QOS)
-    send = lambda t: pub.publish(transition_to_msg(t, node.get_clock().now().to_msg()))  # noqa: E731
-    if cfg.asynchronous.weights_transport == 'shm':
-        weights = ShmWeightsSource(shm_names(node.run_dir)['weights'])
-    else:
-        weights = TopicWeightsSource()
-        node.create_subscription(Weights, TOPIC_WEIGHTS,
-                                 lambda m: weights.offer(m.version, bytes(m.data),
-                                                   stamp_ns(m.header.stamp)), WEIGHTS_QOS)
-    return RemoteLearner(cfg, proprio_dim, action_dim, send, weights,
-                         receivers=pub.get_subscription_count)
-
-
-# How the learning side is wired in each mode: the policy's code is the same in all three.
-BACKENDS = {'sync': in_process_backend, 'async1': remote_backend, 'async2': remote_backend}
 
 
 def filled(msg, row: dict):
@@ -88,7 +61,7 @@ class PolicyNode(Node):
         if evaluate:
             learner = EvalBackend(cfg, 3 * n, n, run_dir)
         else:
-            learner = BACKENDS[cfg.mode](self, cfg, 3 * n, n)
+            learner = make_backend(self, cfg, 3 * n, n)
             if self.resume and not path.is_file():
                 raise FileNotFoundError(f'--resume: no checkpoint at {path}')
             resume_state = load_checkpoint(path) if self.resume else None
