@@ -18,6 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = """
 import json, sys, types
 import asyncrl_ros.kinematics, asyncrl_ros.safety, asyncrl_ros.robot_specs
+import numpy as np
+from asyncrl_ros.targets import make_target
+for kind, task in (('table', 'reacher'), ('screen', 'tracker')):   # the real arms' targets too
+    make_target(kind, np.random.default_rng(0), task).step(0.04)
 from asyncrl_ros.arms import ARMS, get_arm
 from asyncrl_ros.safety import SafetyFilter
 cfg = types.SimpleNamespace(joint_margin_rad=0.05, max_acceleration=5.0)

@@ -12,6 +12,7 @@ import numpy as np
 from asyncrl_ros.kinematics import PANDA_DQ_MAX
 from asyncrl_ros.robot_specs import (PANDA_JOINT_NAMES, PANDA_WORKSPACE, PANDA_WORKSPACE_MAX,
                                      PANDA_WORKSPACE_MIN, Workspace)  # noqa: F401 (re-exported)
+from asyncrl_ros.targets import TARGET_HALF_SIZE, random_target_position  # noqa: F401 (re-exported)
 from asyncrl_ros.sim.common import (CAMERA_NAME, FLOOR_RGBA, SCENE_GROUP, TARGET_BODY,
                                     TARGET_RGBA, add_velocity_servos, configure_scene,
                                     load_arm, menagerie_xml_path)
@@ -39,8 +40,6 @@ for _a in (VELOCITY_LIMITS, TORQUE_LIMITS, SERVO_KV):
 del _a
 
 # Bean bag: a flat red box resting on the table (half sizes, m).
-TARGET_HALF_SIZE = np.array([0.045, 0.045, 0.015])
-TARGET_HALF_SIZE.flags.writeable = False
 TABLE_HALF_SIZE = np.array([0.70, 0.80, 0.02])
 TABLE_CENTRE_X = 0.35
 # Wrist camera vertical field of view (deg); a 16:9 frame is wider than high.
@@ -48,13 +47,6 @@ CAMERA_FOVY = 55.0
 
 # Light wood: HSV saturation ~0.40 (OpenCV ~100), safely below the red mask's S >= 120.
 TABLE_RGBA = (0.62, 0.50, 0.37, 1.0)
-
-
-def random_target_position(rng: np.random.Generator) -> np.ndarray:
-    """A target centre resting on the table, the whole bag inside the box footprint."""
-    low = WORKSPACE_MIN[:2] + TARGET_HALF_SIZE[:2]
-    high = WORKSPACE_MAX[:2] - TARGET_HALF_SIZE[:2]
-    return np.array([*rng.uniform(low, high), TARGET_HALF_SIZE[2]])
 
 
 def panda_xml_path() -> str:

@@ -17,7 +17,8 @@ from asyncrl_ros.kinematics import UR_DH
 from asyncrl_ros.robot_specs import (UR5_ACTUATED, UR5_ARM_PLANE_X, UR5_JOINT_NAMES,
                                      UR5_TASK_VELOCITY_LIMIT, UR5_WORKSPACE, UR5_WORKSPACE_MAX,
                                      UR5_WORKSPACE_MIN)
-from asyncrl_ros.sim.monitor_target import MonitorTarget
+from asyncrl_ros.monitor_target import MonitorTarget
+from asyncrl_ros.targets import SCREEN_CENTRE, SCREEN_RIGHT, SCREEN_UP, default_monitor  # noqa: F401
 from asyncrl_ros.sim.common import (CAMERA_NAME, FLOOR_RGBA, SCENE_GROUP, TARGET_BODY,
                                     TARGET_RGBA, add_velocity_servos, configure_scene,
                                     load_arm, menagerie_xml_path)
@@ -46,17 +47,12 @@ SERVO_KV = np.array([400.0, 400.0, 150.0, 10.0, 10.0, 10.0])
 # The flange's plane at home (pan at pi/2): monitor and box are centred on it.
 ARM_PLANE_X = UR5_ARM_PLANE_X
 
-# The monitor: screen surface centre level with the home flange, 0.6 m in front of it; it faces
-# the robot (+y), so the robot sees the screen's u axis along world -x.
-SCREEN_CENTRE = np.array([ARM_PLANE_X, -1.0, 0.55])
-SCREEN_RIGHT = np.array([-1.0, 0.0, 0.0])
-SCREEN_UP = np.array([0.0, 0.0, 1.0])
 SCREEN_THICKNESS = 0.02
 BEZEL = 0.015
 # The disc floats just in front of the screen surface: a visible red, never z-fighting.
 TARGET_LIFT = 0.002
 TARGET_HALF_THICKNESS = 0.001
-for _a in (SERVO_KV, SCREEN_CENTRE, SCREEN_RIGHT, SCREEN_UP):
+for _a in (SERVO_KV,):
     _a.flags.writeable = False  # shared constants
 del _a
 
@@ -71,11 +67,6 @@ SCREEN_RGBA = (0.92, 0.92, 0.92, 1.0)
 BEZEL_RGBA = (0.06, 0.06, 0.07, 1.0)
 TABLE_RGBA = (0.55, 0.55, 0.57, 1.0)
 WALL_RGBA = (0.45, 0.46, 0.48, 1.0)
-
-
-def default_monitor() -> MonitorTarget:
-    """The scene's monitor, with the task defaults of MonitorTarget."""
-    return MonitorTarget(centre=SCREEN_CENTRE, right=SCREEN_RIGHT, up=SCREEN_UP)
 
 
 def ur5e_xml_path() -> str:
