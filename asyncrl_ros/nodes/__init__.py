@@ -46,30 +46,42 @@ def write_own_log() -> None:
     os.environ.pop(NODE_LOG_ENV)
 
 
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-_watching = threading.Lock()
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_taken = threading.Lock()
 
 
-def _watch_stop_signals() -> None:
+def _on_stop_signal(*_) -> None:
+    STOP.set()
+
+
+def _watch_wakeups(fd: int) -> None:
     while True:
-        signal.sigwait(STOP_SIGNALS)
-        if supervisor_gone():
-            write_own_log()
-        STOP.set()
+        try:
+            data = os.read(fd, 64)
+        except InterruptedError:
+            continue
+        if any(sig in data for sig in STOP_SIGNALS):
+            if supervisor_gone():
+                write_own_log()
+            STOP.set()
 
 
 def take_over_signals() -> threading.Event:
     """SIGINT/SIGTERM only set STOP: the node's loop ends, and its clean-up still runs.
 
-    The signals are taken by a thread of their own (sigwait), not by a Python handler: a
-    handler runs only when the main thread returns to Python, so a main thread blocked in a
-    C call would never see the stop, and the node would outlive its supervisor. Called
-    first thing in the process, the mask is inherited by every thread created later (the DDS
-    threads too), so only that thread receives them. (Also inherited by programs a node would
-    start: none does.)"""
-    if _watching.acquire(blocking=False):
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        threading.Thread(target=_watch_stop_signals, name='stop-signals', daemon=True).start()
+    A Python signal handler runs only when the main thread returns to Python, so a main
+    thread blocked in a C call would never see the stop (a node would outlive its SIGKILLed
+    supervisor). The C-level handler also writes the signal's number to a wakeup fd at once
+    (signal.set_wakeup_fd), and a thread of its own reading it sets STOP, whatever the main
+    thread does; then the stuck-watchdog (nodes.common) can end the process. Main thread only."""
+    if _taken.acquire(blocking=False):
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, _on_stop_signal)
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        threading.Thread(target=_watch_wakeups, args=(read_fd,), name='stop-signals',
+                         daemon=True).start()
         end_with_supervisor(STOP)
     return STOP
 
