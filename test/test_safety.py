@@ -359,11 +359,11 @@ def _violations(q, out, lim: SafetyLimits, dt: float = DT) -> dict[str, int]:
     }
 
 
-def test_hundred_thousand_hostile_commands():
+def test_thirty_thousand_hostile_commands():
     rng = np.random.default_rng(12345)
     f = make_filter()
     states = _random_states(rng, 20_000)
-    count = 100_000
+    count = 30_000   # the closed-loop test (test_safety_closed_loop.py) drives the arms as well
     qs = states[rng.integers(len(states), size=count)]
     outs = np.empty((count, N))
     seen: dict[str, int] = {}
@@ -375,7 +375,7 @@ def test_hundred_thousand_hostile_commands():
     assert not any(violations.values()), violations
     # Every rule was exercised many times, so the zeros above mean something.
     for event in ('wrong_length', 'nan', 'clamped', 'joint_limit', 'workspace'):
-        assert seen.get(event, 0) > 1000, (event, seen)
+        assert seen.get(event, 0) > count // 100, (event, seen)
 
 
 floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
