@@ -191,3 +191,25 @@ def test_a_new_run_in_an_old_replay_folder_starts_empty(tmp_path):
     again = FrameReplay(100, (3, 12, 12), P, A, folder=tmp_path / 'replay')   # not resume
     assert again.total == 0 and len(again) == 0
     assert FrameReplay(100, (3, 12, 12), P, A, folder=tmp_path / 'replay', resume=True).total == 0
+
+
+def test_resuming_a_run_whose_replay_folder_does_not_fit_is_one_config_error(tmp_path):
+    """Before any node starts: a replay folder written with other settings (here a copy from a
+    run with a smaller capacity) stops the bringup with one line."""
+    import yaml
+    from asyncrl_ros.config import ConfigError
+    from asyncrl_ros.profiles import resolve
+    from asyncrl_ros.runs import prepare_run
+    _, cfg = resolve('franka_sim_async2', 'quick')
+    run = tmp_path / 'run'
+    run.mkdir()
+    (run / 'config.yaml').write_text(yaml.safe_dump(cfg.to_dict()))
+    (run / 'run.yaml').write_text(yaml.safe_dump({'profile': 'franka_sim_async2'}))
+    prepare_run(None, resume=str(run))                       # no replay yet: fine
+    other = FrameReplay(100, (3, 90, 160), 21, 7, frame_stack=cfg.sac.frame_stack, folder=run / 'replay')
+    write_episode(other, (3, 90, 160), 21, 7, 5)
+    other.commit()
+    with pytest.raises(ConfigError, match=rf'capacity=100 \(this run: {cfg.sac.replay_capacity}\)'):
+        prepare_run(None, resume=str(run))
+    with pytest.raises(ConfigError, match='already holds a run'):
+        prepare_run('franka_sim_async2', run_dir=str(run))     # a new run into it
