@@ -65,16 +65,17 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from asyncrl_ros.modes import MODES as REGISTRY, profile_name  # noqa: E402
+
 ROBOT_SIDE = Path(__file__).resolve().parent / 'robot_side.py'
 CYCLE_MS = 40.0
 GOAL_P99_MS = 1.0
 OVER_MS = 41.0
 INIT_RANDOM_STEPS = 50
 WORLDS = ('real', 'sim')   # table order: the real-arm figures first
-PROFILES = {'real': {'sync': 'franka_sync', 'async1': 'franka_async1', 'async2': 'franka_async2'},
-            'sim': {'sync': 'franka_sim_sync', 'async1': 'franka_sim_async1',
-                    'async2': 'franka_sim_async2'}}
-MODES = ('sync', 'async1', 'async2')
+MODES = tuple(REGISTRY)   # sync, async1, async2: the package's mode registry
+PROFILES = {world: {mode: profile_name('franka', world, mode) for mode in MODES} for world in WORLDS}
 ASYNC_CAP = 1000   # updates per step: never reached, so the learner never waits on the cap
 VIDEO_FPS = 25     # one frame per 40 ms, as the papers' webcam
 VIDEO_SIZE = (160, 90)
