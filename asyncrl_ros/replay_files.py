@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from asyncrl_ros.atomic_file import write_atomically
 
 FORMAT = 'asyncrl_ros.replay/1'
 META = 'meta.json'
@@ -110,21 +111,8 @@ class ReplayFiles:
                           'reserved_until': int(reserved_until)})
 
     def _write_meta(self, meta: dict) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f'.{META}.', suffix='.tmp')
-        try:
-            with os.fdopen(fd, 'w') as f:
-                json.dump(meta, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.folder / META)   # readers see the old counters or the new
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(self.folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)   # the rename itself survives a power loss
-        finally:
-            os.close(dir_fd)
+        # Atomic, and the rename itself survives a power loss: readers trust meta.json.
+        write_atomically(self.folder / META, lambda f: json.dump(meta, f), mode='w', sync_dir=True)
         self.meta = meta
 
     @property
