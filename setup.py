@@ -6,7 +6,7 @@ from setuptools import find_packages, setup
 package_name = 'asyncrl_ros'
 
 # The node executables: literal, so that building imports nothing from the package;
-# test/test_settings.py checks that they are asyncrl_ros.modes.entry_points() (plus bringup).
+# test/test_settings.py checks that they are asyncrl_ros.learning.modes.entry_points() (plus bringup).
 NODES = {
     'sim_world': 'asyncrl_ros.nodes.sim_world_node:main',
     'arm_driver': 'asyncrl_ros.nodes.arm_driver_node:main',
@@ -17,7 +17,7 @@ NODES = {
     'learner': 'asyncrl_ros.nodes.learner_node:main',
     'recorder': 'asyncrl_ros.nodes.recorder_node:main',
     'camera': 'asyncrl_ros.nodes.camera_node:main',
-    'bringup': 'asyncrl_ros.bringup:main',
+    'bringup': 'asyncrl_ros.run.bringup:main',
 }
 
 setup(
@@ -39,7 +39,7 @@ setup(
     description='Real-time SAC from pixels on robot arms, sync and async, over ROS 2.',
     license='Apache-2.0',
     entry_points={'console_scripts': [f'{name} = {target}' for name, target in NODES.items()]
-                  + ['asyncrl = asyncrl_ros.bringup:main',
-                     'asyncrl-compare = asyncrl_ros.compare:main',
-                     'asyncrl-reproduce = asyncrl_ros.reproduce:main']},
+                  + ['asyncrl = asyncrl_ros.run.bringup:main',
+                     'asyncrl-compare = asyncrl_ros.run.compare:main',
+                     'asyncrl-reproduce = asyncrl_ros.run.reproduce:main']},
 )

@@ -26,8 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from queue_feed import put_until_stopped  # noqa: E402
-from asyncrl_ros.shm_ring import BatchRing  # noqa: E402
-from asyncrl_ros.shm_weights import WeightStore  # noqa: E402
+from asyncrl_ros.transport.shm_ring import BatchRing  # noqa: E402
+from asyncrl_ros.transport.shm_weights import WeightStore  # noqa: E402
 
 # name -> (batch, crop height, crop width); frames 3 x RGB stacked = 9 channels
 SETTINGS = {"baseline": (128, 88, 156), "hi-res": (80, 176, 314), "large-batch": (512, 88, 156)}

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from asyncrl_ros.replay import FrameReplay  # noqa: E402
-from asyncrl_ros.sac import SACAgent, SACConfig  # noqa: E402
+from asyncrl_ros.agent.replay import FrameReplay  # noqa: E402
+from asyncrl_ros.agent.sac import SACAgent, SACConfig  # noqa: E402
 
 PROPRIO_DIM, ACTION_DIM = 21, 7  # Panda: joint positions, velocities, previous action; 7 joint velocities
 SETTINGS = {  # name: (width, height, crop_h, crop_w, batch)

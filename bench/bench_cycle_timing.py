@@ -66,7 +66,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from asyncrl_ros.modes import MODES as REGISTRY, profile_name  # noqa: E402
+from asyncrl_ros.learning.modes import MODES as REGISTRY, profile_name  # noqa: E402
 
 ROBOT_SIDE = Path(__file__).resolve().parent / 'robot_side.py'
 CYCLE_MS = 40.0
@@ -74,8 +74,15 @@ GOAL_P99_MS = 1.0
 OVER_MS = 41.0
 INIT_RANDOM_STEPS = 50
 WORLDS = ('real', 'sim')   # table order: the real-arm figures first
+# The real-arm profiles with their action path under SCHED_FIFO (config/overlays/real.yaml,
+# run.realtime_priority) and, side by side with --world real+cfs, the same with normal
+# scheduling ('real_cfs': the Linux CFS scheduler, the learner at nice 10).
+REALTIME_PRIORITY = 50
 MODES = tuple(REGISTRY)   # sync, async1, async2: the package's mode registry
 PROFILES = {world: {mode: profile_name('franka', world, mode) for mode in MODES} for world in WORLDS}
+PROFILES['real_cfs'] = PROFILES['real']
+WORLD_CHOICES = {'real': ['real'], 'sim': ['sim'], 'both': ['real', 'sim'],
+                 'real+cfs': ['real', 'real_cfs']}
 ASYNC_CAP = 1000   # updates per step: never reached, so the learner never waits on the cap
 VIDEO_FPS = 25     # one frame per 40 ms, as the papers' webcam
 VIDEO_SIZE = (160, 90)
@@ -94,6 +101,7 @@ def overrides(world: str, mode: str, batch: int, hidden: int, video: Path | None
         sets['sim.real_time_factor'] = 1.0
     else:
         sets['camera.device'] = video
+        sets['run.realtime_priority'] = 0 if world == 'real_cfs' else REALTIME_PRIORITY
     return [arg for key, value in sets.items() for arg in ('--set', f'{key}={value}')]
 
 
@@ -161,7 +169,7 @@ def child_env(domain: int, log_dir: Path | None = None) -> dict:
 
 def tagged_processes() -> list[int]:
     """PIDs (not this one) whose environment carries this bench's tag."""
-    from asyncrl_ros.process_tags import tagged_processes as tagged
+    from asyncrl_ros.run.process_tags import tagged_processes as tagged
     return [pid for pid, _, _ in tagged(TAG_ENV, TAG)]
 
 
@@ -183,7 +191,7 @@ def end_tagged_processes(grace: float = 10.0) -> list[int]:
 class RobotSide:
     """bench/robot_side.py in a session of its own; its whole group ends in stop()."""
 
-    def __init__(self, domain: int, folder: Path, name: str):
+    def __init__(self, domain: int, folder: Path, name: str, priority: int = 0):
         self.summary_path = folder / f'{name}.json'
         self.log_path = folder / f'{name}.log'
         self.summary_path.unlink(missing_ok=True)
@@ -194,7 +202,8 @@ class RobotSide:
         self.log = self.log_path.open('w')
         self.proc = subprocess.Popen(
             [sys.executable, str(ROBOT_SIDE), '--arm', 'franka', '--rate-hz', '100',
-             '--offset', '0.2', '--summary', str(self.summary_path)],
+             '--offset', '0.2', '--summary', str(self.summary_path),
+             '--realtime-priority', str(priority)],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, timeout: float = 60.0) -> str | None:
@@ -231,7 +240,7 @@ class RobotSide:
 
 def run_bringup(profile: str, run_dir: Path, log_path: Path, episodes: int, sets: list[str],
                 domain: int, timeout: float) -> int:
-    cmd = [sys.executable, '-m', 'asyncrl_ros.bringup', profile, '--episodes', str(episodes),
+    cmd = [sys.executable, '-m', 'asyncrl_ros.run.bringup', profile, '--episodes', str(episodes),
            '--run-dir', str(run_dir), '--quiet', *sets]
     with log_path.open('w') as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env(domain), stdout=log,
@@ -264,7 +273,9 @@ def run_mode(world: str, mode: str, run_dir: Path, episodes: int, batch: int, hi
     if world == 'sim':
         return (run_bringup(PROFILES[world][mode], run_dir, log_path, episodes, sets, domain,
                             timeout), time.monotonic() - t0, None, '')
-    robot = RobotSide(domain, folder, f'{world}_{mode}_robot_side')
+    # franka_ros2 runs its controller under SCHED_FIFO; the robot side does as the run does.
+    robot = RobotSide(domain, folder, f'{world}_{mode}_robot_side',
+                      0 if world == 'real_cfs' else REALTIME_PRIORITY)
     summary, problem, code = None, '', -2
     try:
         problem = robot.wait_ready() or ''
@@ -357,10 +368,12 @@ def fmt(value: float, spec: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--world', choices=('real', 'sim', 'both'), default='real',
+    ap.add_argument('--world', choices=tuple(WORLD_CHOICES), default='real',
                     help='real: the franka_* profiles against bench/robot_side.py and a video '
-                         'camera (wall-clock timers); sim: franka_sim_* (the sim clock); '
-                         'both: real first (default real)')
+                         f'camera (wall-clock timers, action path at SCHED_FIFO '
+                         f'{REALTIME_PRIORITY}); sim: franka_sim_* (the sim clock); both: real '
+                         'first; real+cfs: real, then the same with normal scheduling '
+                         '(default real)')
     ap.add_argument('--quick', action='store_true', help='batch 32 (unless --batch is given)')
     ap.add_argument('--episodes', type=int, default=5, help='episodes per mode (100 steps each)')
     ap.add_argument('--batch', type=int, help='SAC batch size (default 128, the paper; 32 with --quick)')
@@ -379,7 +392,7 @@ def main() -> None:
         raise SystemExit('--episodes, --batch and --hidden must be >= 1, --retries >= 0')
     if args.domain_id is not None and not 0 <= args.domain_id <= 232:
         raise SystemExit(f'--domain-id must be in 0..232, got {args.domain_id}')
-    worlds = list(WORLDS) if args.world == 'both' else [args.world]
+    worlds = WORLD_CHOICES[args.world]
     modes = [m for m in MODES if m in args.modes]
 
     def on_term(signum, _frame):
@@ -412,7 +425,7 @@ def timeout_for(args, mode: str) -> float:
 
 def run_all(args, worlds: list[str], modes: list[str], batch: int, out: Path) -> dict:
     video = None
-    if 'real' in worlds:
+    if any(w != 'sim' for w in worlds):
         video = out / 'wrist.avi'
         seconds = max(timeout_for(args, m) for m in modes) + 120.0
         t0 = time.monotonic()
@@ -506,7 +519,7 @@ def report(args, worlds: list[str], modes: list[str], batch: int, results: dict)
                   f"{fmt(c['p50'], '.2f'):>7} {fmt(c['p99'], '.2f'):>7} {fmt(c['max'], '.1f'):>7} "
                   f"{fmt(s.get('p50', math.nan), '.2f'):>7} {fmt(s.get('p99', math.nan), '.2f'):>6} "
                   f"{fmt(s.get('max', math.nan), '.1f'):>6}")
-        if world == 'real' and len(worlds) > 1:
+        if world != worlds[-1]:
             print('-' * 5)
     for world in worlds:
         for mode in modes:

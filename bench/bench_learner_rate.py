@@ -1,6 +1,6 @@
 """The async2 learner's update rate against the same learner on a batch it already holds.
 
-Three batch sources per setting, each feeding its own SACAgent (asyncrl_ros.remote.make_agent,
+Three batch sources per setting, each feeding its own SACAgent (asyncrl_ros.learning.remote.make_agent,
 one torch thread like the async profiles) one warm-up update, then K timed updates:
 - resident: one pre-sampled, pre-cropped batch held in this process;
 - async2:   a replay_sampler-like producer process (spawn) owns a FrameReplay of random
@@ -34,11 +34,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from queue_feed import put_until_stopped  # noqa: E402
-from asyncrl_ros.arms import get_arm  # noqa: E402
-from asyncrl_ros.config import load_config  # noqa: E402
+from asyncrl_ros.robot.arms import get_arm  # noqa: E402
+from asyncrl_ros.run.config import load_config  # noqa: E402
 from asyncrl_ros.nodes.learner_node import ring_spec  # noqa: E402
-from asyncrl_ros.remote import make_agent, make_replay  # noqa: E402
-from asyncrl_ros.shm_ring import BatchRing  # noqa: E402
+from asyncrl_ros.learning.remote import make_agent, make_replay  # noqa: E402
+from asyncrl_ros.transport.shm_ring import BatchRing  # noqa: E402
 
 GOAL_RATIO = 0.9
 # name -> (width, height, crop_h, crop_w, batch, K full, K quick)

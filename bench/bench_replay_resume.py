@@ -24,16 +24,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from asyncrl_ros.checkpoint import save_checkpoint  # noqa: E402
-from asyncrl_ros.replay import FrameReplay  # noqa: E402
+from asyncrl_ros.learning.checkpoint import save_checkpoint  # noqa: E402
+from asyncrl_ros.agent.replay import FrameReplay  # noqa: E402
 
 P, A, EPISODE = 21, 7, 250
 
 RESUME = textwrap.dedent('''
     import json, resource, sys, time
     import numpy as np, torch
-    from asyncrl_ros.replay import FrameReplay
-    from asyncrl_ros.checkpoint import load_checkpoint
+    from asyncrl_ros.agent.replay import FrameReplay
+    from asyncrl_ros.learning.checkpoint import load_checkpoint
     kind, path, capacity, h, w = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()

@@ -11,7 +11,7 @@ test/closed_loop.py):
   policy's flange enters (episodes from home, the task's length), and the share of random
   targets in the box that a goal-seeking policy reaches within 2 cm in 6 s.
 `--filter FILE` measures another safety.py (e.g. an older one: `git show
-<commit>:asyncrl_ros/safety.py > /tmp/old_safety.py`); a filter whose limits take a
+<commit>:asyncrl_ros/robot/safety.py > /tmp/old_safety.py`); a filter whose limits take a
 `lookahead` (before the braking-aware rules) gets the driver's old 40 ms and 15 rad/s^2.
 The very last line printed is one JSON object of the figures.
 
@@ -34,9 +34,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / 'test')]
 
 import numpy as np  # noqa: E402
 
-from asyncrl_ros.arms import PAPER_FRANKA_JOINT_RANGES, configured_arm  # noqa: E402
-from asyncrl_ros.config import load_config  # noqa: E402
-from asyncrl_ros.kinematics import position_jacobian  # noqa: E402
+from asyncrl_ros.robot.arms import PAPER_FRANKA_JOINT_RANGES, configured_arm  # noqa: E402
+from asyncrl_ros.run.config import load_config  # noqa: E402
+from asyncrl_ros.robot.kinematics import position_jacobian  # noqa: E402
 from closed_loop import PERIOD, Bounds, ClosedLoop, adversarial_streams, held  # noqa: E402
 
 SETUPS = {   # name: (config overrides, the task's episode length in s)
@@ -51,7 +51,7 @@ VOXEL = 0.05
 
 def load_filter(path: str | None):
     if path is None:
-        import asyncrl_ros.safety as module
+        import asyncrl_ros.robot.safety as module
         return module
     spec = importlib.util.spec_from_file_location('safety_under_test', path)
     module = importlib.util.module_from_spec(spec)

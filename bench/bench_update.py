@@ -2,7 +2,7 @@
 
 Settings (1024-unit MLPs, 3 stacked frames): baseline 160x90 crop 88x156 batch 128; hires
 320x180 crop 176x314 batch 80; large_batch 160x90 batch 512. For each: a fresh SACAgent
-(asyncrl_ros.remote.make_agent) and a replay of random frames (remote.make_replay: host
+(asyncrl_ros.learning.remote.make_agent) and a replay of random frames (remote.make_replay: host
 FrameReplay on the CPU, GPU-resident DeviceFrameReplay on CUDA), W warm-up then K timed
 iterations of sample -> update, each part timed alone (the update returns host floats, so
 device work is inside its time; GPU sampling is timed to a synchronize).
@@ -32,12 +32,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from asyncrl_ros.arms import get_arm  # noqa: E402
-from asyncrl_ros.config import load_config  # noqa: E402
-from asyncrl_ros.device import cpu_bf16_flags  # noqa: E402
-from asyncrl_ros.realtime import filled_replay  # noqa: E402
-from asyncrl_ros.remote import make_agent  # noqa: E402
-from asyncrl_ros.transfer import DeviceBatchLoader  # noqa: E402
+from asyncrl_ros.robot.arms import get_arm  # noqa: E402
+from asyncrl_ros.run.config import load_config  # noqa: E402
+from asyncrl_ros.agent.device import cpu_bf16_flags  # noqa: E402
+from asyncrl_ros.learning.realtime import filled_replay  # noqa: E402
+from asyncrl_ros.learning.remote import make_agent  # noqa: E402
+from asyncrl_ros.transport.transfer import DeviceBatchLoader  # noqa: E402
 
 # name -> (width, height, crop_h, crop_w, batch, (warm-up, timed) on the CPU, the same --quick)
 SETTINGS = {

@@ -43,11 +43,13 @@ def period_stats(stamps: list[float], nominal_s: float) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--arm', default='franka', help='arm of asyncrl_ros.arms (default franka)')
+    ap.add_argument('--arm', default='franka', help='arm of asyncrl_ros.robot.arms (default franka)')
     ap.add_argument('--rate-hz', type=float, default=100.0, help='joint state rate (franka_ros2: 100)')
     ap.add_argument('--offset', type=float, default=0.2,
                     help='start this many rad from home on every joint (default 0.2)')
     ap.add_argument('--summary', help='write a JSON summary here on exit')
+    ap.add_argument('--realtime-priority', type=int, default=0,
+                    help='SCHED_FIFO priority, as franka_ros2 runs its controller (0: normal)')
     args = ap.parse_args(argv)
     if args.rate_hz <= 0:
         raise SystemExit('--rate-hz must be > 0')
@@ -63,10 +65,13 @@ def main(argv=None) -> int:
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64MultiArray
 
-    from asyncrl_ros.arms import get_arm
+    from asyncrl_ros.robot.arms import get_arm
 
     arm = get_arm(args.arm)
     node = Node('robot_side')
+    from asyncrl_ros.run.scheduling import make_process_realtime
+    if args.realtime_priority:
+        print(f'robot_side: {make_process_realtime(args.realtime_priority)}', flush=True)
     period = 1.0 / args.rate_hz
     state = {'q': arm.home_qpos.astype(float) + args.offset, 'qd': np.zeros(arm.n_joints),
              'last': time.monotonic(), 'home_error': math.inf, 'commands': 0, 'dropped': 0,

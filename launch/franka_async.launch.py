@@ -1,10 +1,10 @@
 """Real Franka Panda (franka_ros2 started by you), Async-SAC (mode:=async1|async2).
 
     ros2 launch asyncrl_ros franka_async.launch.py --show-args   # every argument
-Nodes follow from the mode (asyncrl_ros/modes.py), settings from config/overlays/
-(see asyncrl_ros/profiles.py and launch_support.py).
+Nodes follow from the mode (asyncrl_ros/learning/modes.py), settings from config/overlays/
+(see asyncrl_ros/run/profiles.py and launch_support.py).
 """
-from asyncrl_ros.launch_support import ASYNC_MODES, generate
+from asyncrl_ros.run.launch_support import ASYNC_MODES, generate
 
 
 def generate_launch_description():

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import mujoco
 import numpy as np
 
-from asyncrl_ros.kinematics import position_jacobian
+from asyncrl_ros.robot.kinematics import position_jacobian
 
 PERIOD = 0.01          # s: arm_driver's output period
 HOLD = 4               # the policy holds each command for one 40 ms action cycle

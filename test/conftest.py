@@ -28,7 +28,7 @@ _domain_counter = itertools.count()
 
 def _tagged_processes(tag: str) -> list[int]:
     """PIDs (not ours) whose environment holds TEST_TAG_ENV=tag."""
-    from asyncrl_ros.process_tags import tagged_processes
+    from asyncrl_ros.run.process_tags import tagged_processes
     # This pytest process's own workers (the shared-memory resource tracker, the process
     # pools of module-scoped fixtures) serve many tests; their owners end them.
     return [pid for pid, ppid, cmdline in tagged_processes(TEST_TAG_ENV, tag)
@@ -78,7 +78,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_config(tmp_path: Path, data: dict | None = None) -> Path:
-    from asyncrl_ros.config import load_config
+    from asyncrl_ros.run.config import load_config
     cfg = load_config(data or {})
     path = tmp_path / 'config.yaml'
     path.write_text(yaml.safe_dump(cfg.to_dict()))

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import yaml
 
-from asyncrl_ros.arms import (PAPER_FRANKA_JOINT_RANGES, PAPER_FRANKA_MAX_VELOCITY,
+from asyncrl_ros.robot.arms import (PAPER_FRANKA_JOINT_RANGES, PAPER_FRANKA_MAX_VELOCITY,
                               RELOD_FRANKA_JOINT_RANGES, configured_arm, get_arm)
-from asyncrl_ros.config import ConfigError, load_config
-from asyncrl_ros.kinematics import PANDA_DDQ_MAX
-from asyncrl_ros.profiles import load_profiles, resolve
+from asyncrl_ros.run.config import ConfigError, load_config
+from asyncrl_ros.robot.kinematics import PANDA_DDQ_MAX
+from asyncrl_ros.run.profiles import load_profiles, resolve
 
 CONFIG = Path(__file__).resolve().parents[1] / 'config'
 SETTINGS = [f'{name}:{setting}' for name, prof in load_profiles().items()

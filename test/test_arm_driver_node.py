@@ -9,8 +9,8 @@ import pytest
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
-from asyncrl_ros.arms import get_arm
-from asyncrl_ros.kinematics import position_jacobian
+from asyncrl_ros.robot.arms import get_arm
+from asyncrl_ros.robot.kinematics import position_jacobian
 from asyncrl_ros.nodes.common import (COMMAND_QOS, SENSOR_QOS, TOPIC_JOINT_STATES,
                                       TOPIC_POLICY_COMMAND, TOPIC_ROBOT_COMMAND)
 from conftest import write_config

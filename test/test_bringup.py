@@ -15,7 +15,7 @@ import yaml
 
 from conftest import ROOT
 
-ASYNCRL = [sys.executable, '-m', 'asyncrl_ros.bringup']
+ASYNCRL = [sys.executable, '-m', 'asyncrl_ros.run.bringup']
 
 # A short but complete run: 20-step episodes (1.5 s at 75 ms), quick resets, a
 # world at 0.25x real time, updates from step 20 on batches of 16.
@@ -55,7 +55,7 @@ def test_malformed_yaml_names_the_file(tmp_path):
 
 
 def test_shipped_settings_are_the_papers():
-    from asyncrl_ros.profiles import resolve
+    from asyncrl_ros.run.profiles import resolve
     _, base = resolve('franka_sim_sync', 'baseline')
     _, hires = resolve('franka_sim_sync', 'hires')
     assert (base.image.width, base.image.height, base.sac.batch_size,
@@ -88,8 +88,8 @@ def test_end_to_end_sync_run_then_resume_and_ctrl_c(tmp_path):
     resolved = yaml.safe_load((run_dir / 'config.yaml').read_text())
     assert resolved['sac']['batch_size'] == 16 and resolved['mode'] == 'sync'
 
-    from asyncrl_ros.checkpoint import load_checkpoint
-    from asyncrl_ros.replay import FrameReplay
+    from asyncrl_ros.learning.checkpoint import load_checkpoint
+    from asyncrl_ros.agent.replay import FrameReplay
     state = load_checkpoint(run_dir / 'checkpoint.pt')
     assert state['extra']['total_steps'] == 60
     replay = FrameReplay(100_000, (3, 90, 160), 21, 7, folder=run_dir / 'replay', resume=True)

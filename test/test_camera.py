@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import Image
 
-from asyncrl_ros.camera import Camera, CameraError, parse_device
+from asyncrl_ros.robot.camera import Camera, CameraError, parse_device
 from asyncrl_ros.nodes.common import SENSOR_QOS, TOPIC_IMAGE, image_to_numpy, stamp_ns
 from conftest import write_config
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from asyncrl_ros.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
-from asyncrl_ros.replay import FrameReplay
-from asyncrl_ros.sac import SACAgent, SACConfig
+from asyncrl_ros.learning.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
+from asyncrl_ros.agent.replay import FrameReplay
+from asyncrl_ros.agent.sac import SACAgent, SACConfig
 
 CFG = SACConfig(hidden_dim=32, num_filters=8, crop_height=40, crop_width=42, batch_size=8)
 IMAGE, PROPRIO, ACTION = (9, 44, 48), 4, 2

@@ -8,9 +8,9 @@ import math
 import pytest
 import yaml
 
-from asyncrl_ros.compare import main, smooth
-from asyncrl_ros.config import load_config
-from asyncrl_ros.run_log import RunLog
+from asyncrl_ros.run.compare import main, smooth
+from asyncrl_ros.run.config import load_config
+from asyncrl_ros.run.run_log import RunLog
 
 T95_2, T95_3 = 12.706, 4.303   # Student t, 95% two-sided, df = 1 and 2
 

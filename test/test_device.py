@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from asyncrl_ros import device as dev
-from asyncrl_ros import realtime
-from asyncrl_ros.config import ConfigError, load_config
-from asyncrl_ros.sac import BATCH_KEYS, SACAgent, SACConfig
-from asyncrl_ros.shm_weights import WeightStore
-from asyncrl_ros.transfer import DeviceBatchLoader, HostSnapshot
+from asyncrl_ros.agent import device as dev
+from asyncrl_ros.learning import realtime
+from asyncrl_ros.run.config import ConfigError, load_config
+from asyncrl_ros.agent.sac import BATCH_KEYS, SACAgent, SACConfig
+from asyncrl_ros.transport.shm_weights import WeightStore
+from asyncrl_ros.transport.transfer import DeviceBatchLoader, HostSnapshot
 
 NO_CUDA = not torch.cuda.is_available()
 

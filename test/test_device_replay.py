@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from asyncrl_ros.augment import crop_at, crop_at_tensor
-from asyncrl_ros.checkpoint import load_checkpoint, save_checkpoint
-from asyncrl_ros.config import load_config
-from asyncrl_ros.device_replay import DeviceFrameReplay, replay_nbytes
-from asyncrl_ros.remote import make_replay
-from asyncrl_ros.replay import FrameReplay
-from asyncrl_ros.sac import SACAgent, SACConfig
+from asyncrl_ros.agent.augment import crop_at, crop_at_tensor
+from asyncrl_ros.learning.checkpoint import load_checkpoint, save_checkpoint
+from asyncrl_ros.run.config import load_config
+from asyncrl_ros.agent.device_replay import DeviceFrameReplay, replay_nbytes
+from asyncrl_ros.learning.remote import make_replay
+from asyncrl_ros.agent.replay import FrameReplay
+from asyncrl_ros.agent.sac import SACAgent, SACConfig
 from test_replay import H, W, check_batch, fill
 
 LENGTHS, TERMINALS = [10, 25, 12, 30], [1, 0, 1, 0]   # 81 frames in a ring of 60: wrapped
@@ -115,7 +115,7 @@ def test_a_replay_too_large_for_the_device_is_one_clear_line():
 
 
 def test_the_bringup_can_check_the_replay_before_any_node_starts(monkeypatch):
-    from asyncrl_ros import device_replay
+    from asyncrl_ros.agent import device_replay
     free = lambda device: (8 * 2 ** 30, 16 * 2 ** 30)  # noqa: E731
     hires = {'image': {'width': 320, 'height': 180},
              'sac': {'crop_height': 176, 'crop_width': 314, 'device': 'cpu'}}

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asyncrl_ros.checkpoint import load_checkpoint, save_checkpoint
-from asyncrl_ros.config import load_config
-from asyncrl_ros.episode_runner import (REUSE_MAX_AGE_CYCLES, EpisodeRunner, FramePairing, Homing,
+from asyncrl_ros.learning.checkpoint import load_checkpoint, save_checkpoint
+from asyncrl_ros.run.config import load_config
+from asyncrl_ros.learning.episode_runner import (REUSE_MAX_AGE_CYCLES, EpisodeRunner, FramePairing, Homing,
                                         Outputs, Phase)
-from asyncrl_ros.run_log import RunLog
+from asyncrl_ros.run.run_log import RunLog
 
 A = 7                       # actuated joints
 CYCLE = 40_000_000          # 40 ms in ns

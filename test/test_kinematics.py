@@ -8,7 +8,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from asyncrl_ros.kinematics import (PANDA_Q_MAX, PANDA_Q_MIN, UR_DH, UR_MENAGERIE_FROM_DH, dh_fk,
+from asyncrl_ros.robot.kinematics import (PANDA_Q_MAX, PANDA_Q_MIN, UR_DH, UR_MENAGERIE_FROM_DH, dh_fk,
                                     panda_fk, position_jacobian, ur5_fk)
 
 # genesis is never imported: only its model files are used.

@@ -4,7 +4,7 @@
 `launch`, `launch_ros` and `ros2launch` from ../shared/ros2-launch where that folder exists.
 Then the launch files are loaded and their actions checked against `plan()`, and one is run
 the way `ros2 launch` runs it, to its end, checking the stop order. Everywhere, `plan()` is
-checked against the profiles (asyncrl_ros.modes), setup.py and the bringup, the stop order against its one
+checked against the profiles (asyncrl_ros.learning.modes), setup.py and the bringup, the stop order against its one
 definition (runs.stop_stages), and the viewer configs against the topics and QoS the nodes
 really use.
 """
@@ -25,10 +25,11 @@ import yaml
 
 from conftest import ROOT, TEST_TAG_ENV, _tagged_processes
 
-from asyncrl_ros import bringup, runs
-from asyncrl_ros import launch_support as ls
-from asyncrl_ros.config import ConfigError
-from asyncrl_ros.profiles import load_profiles
+from asyncrl_ros.run import bringup
+from asyncrl_ros.run import runs
+from asyncrl_ros.run import launch_support as ls
+from asyncrl_ros.run.config import ConfigError
+from asyncrl_ros.run.profiles import load_profiles
 
 LAUNCH_FILES = sorted((ROOT / 'launch').glob('*.launch.py'))
 EXPECTED_FILES = {f'{arm}{world}_{kind}.launch.py' for arm in ('franka', 'ur5')
@@ -444,10 +445,19 @@ def start_ros2_launch(file: str, args: list[str], tmp_path: Path) -> subprocess.
                     '(scripts/setup_env.sh)')
     env = dict(os.environ, AMENT_PREFIX_PATH=str(prefix), ROS_LOG_DIR=str(tmp_path / 'ros_log'),
                ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
-    # One stream: launch's lines in the order things happened.
-    return subprocess.Popen([sys.executable, '-c', LAUNCH_SCRIPT, file, *args], env=env,
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    # One stream: launch's lines in the order things happened. Into a file, not a pipe: a
+    # pipe nobody reads while the run goes on fills up (64 KiB) and blocks launch's writes.
+    out = (tmp_path / 'ros2_launch_output.txt').open('w')
+    proc = subprocess.Popen([sys.executable, '-c', LAUNCH_SCRIPT, file, *args], env=env,
+                            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    out.close()
+    return proc
+
+
+def launch_output(proc: subprocess.Popen, tmp_path: Path, timeout: float) -> str:
+    """Wait for `ros2 launch` to end; what it wrote."""
+    proc.wait(timeout=timeout)
+    return (tmp_path / 'ros2_launch_output.txt').read_text()
 
 
 def check_stop_order(out: str, nodes: list[str]) -> list[str]:
@@ -490,7 +500,7 @@ def test_ros2_launch_runs_to_its_end_and_stops_in_order(tmp_path):
     proc = start_ros2_launch('franka_sim_async.launch.py',
                              ['mode:=async2', 'episodes:=2', 'real_time_factor:=0.25',
                               SHORT_RUN_SET, f'run_dir:={run_dir}'], tmp_path)
-    out, _ = proc.communicate(timeout=240)
+    out = launch_output(proc, tmp_path, 240)
     assert proc.returncode == 0, out[-4000:]
     assert [int(e['episode']) for e in read_csv(run_dir / 'episodes.csv')] == [1, 2]
     ended = check_stop_order(out, ASYNC2_NODES)
@@ -519,7 +529,7 @@ def test_ros2_launch_ctrl_c_stops_the_policy_first(tmp_path):
         assert time.monotonic() < deadline, 'no episode within 150 s'
         time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=120)
+    out = launch_output(proc, tmp_path, 120)
     assert proc.returncode == 0, out[-4000:]
     ended = check_stop_order(out, ['sim_world', 'reward', 'target_monitor', 'arm_driver',
                                    'policy'])

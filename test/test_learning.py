@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from asyncrl_ros.config import load_config
-from asyncrl_ros.learning import FrameStacker, InProcessLearner
-from asyncrl_ros.remote import (RemoteLearner, ReplayOwner, ShmWeightsSource, TopicWeightsSource,
+from asyncrl_ros.run.config import load_config
+from asyncrl_ros.learning.backends import FrameStacker, InProcessLearner
+from asyncrl_ros.learning.remote import (RemoteLearner, ReplayOwner, ShmWeightsSource, TopicWeightsSource,
                                 make_agent, policy_tensors, weights_to_bytes)
-from asyncrl_ros.shm_weights import WeightStore
+from asyncrl_ros.transport.shm_weights import WeightStore
 
 P, A = 21, 7
 
@@ -135,8 +135,8 @@ def test_topic_weights_from_a_restarted_learner_count_on():
 
 
 def test_shm_weights_source_reattaches_to_a_restarted_learner(monkeypatch):
-    from asyncrl_ros.remote import PolicyNet, ShmWeightsSource
-    from asyncrl_ros.shm_weights import WeightStore
+    from asyncrl_ros.learning.remote import PolicyNet, ShmWeightsSource
+    from asyncrl_ros.transport.shm_weights import WeightStore
     monkeypatch.setattr(ShmWeightsSource, 'CHECK_EVERY_S', 0.0)
     cfg, a, b = two_different_agents()
     name = f'asyncrl_test_{os.getpid()}_reattach'

@@ -64,7 +64,7 @@ def test_graph_started_and_stopped_again_and_again_leaves_no_process(profile, tm
         assert 'did not stop in time' not in out, out[-3000:]
         assert 'terminate called' not in out, out[-3000:]
         # Shared memory released, whatever moment the stop came at.
-        from asyncrl_ros.remote import shm_names
+        from asyncrl_ros.learning.remote import shm_names
         assert not [n for n in shm_names(run_dir).values() if (Path('/dev/shm') / n).exists()]
 
 

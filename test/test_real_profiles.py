@@ -18,7 +18,7 @@ import numpy as np
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
-from asyncrl_ros.arms import get_arm
+from asyncrl_ros.robot.arms import get_arm
 from asyncrl_ros.nodes.common import COMMAND_QOS, SENSOR_QOS, TOPIC_JOINT_STATES
 from conftest import ROOT
 from test_bringup import ASYNCRL, read_csv
@@ -99,3 +99,9 @@ def test_franka_sync_profile_runs_against_the_driver_interface(tmp_path, ros_nod
     assert robot.home_error < 0.02
     log = (run_dir / 'logs' / 'policy.log').read_text()
     assert 'Traceback' not in log
+    # The real-arm overlay puts the action path under SCHED_FIFO (or says why it could not).
+    for name in ('policy', 'camera', 'reward', 'arm_driver'):
+        text = (run_dir / 'logs' / f'{name}.log').read_text()
+        assert ('SCHED_FIFO priority 50 for all' in text
+                or 'SCHED_FIFO 50 not permitted' in text), (name, text[-1500:])
+    assert 'SCHED_FIFO' not in (run_dir / 'logs' / 'target_monitor.log').read_text()

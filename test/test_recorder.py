@@ -19,7 +19,7 @@ from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from asyncrl_ros.bag_writer import SUMMARY_NAME, BagError, BagWriter, free_bag_path
+from asyncrl_ros.run.bag_writer import SUMMARY_NAME, BagError, BagWriter, free_bag_path
 from asyncrl_ros.nodes.common import REWARD_QOS, SENSOR_QOS, TOPIC_IMAGE, TOPIC_REWARD, stamp_ns
 from asyncrl_ros_interfaces.msg import Reward
 from conftest import write_config

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asyncrl_ros.augment import center_crop, random_crop
-from asyncrl_ros.replay import FrameReplay
+from asyncrl_ros.agent.augment import center_crop, random_crop
+from asyncrl_ros.agent.replay import FrameReplay
 
 H, W = 6, 8
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asyncrl_ros.replay import FrameReplay
-from asyncrl_ros.replay_files import ReplayFolderError
+from asyncrl_ros.agent.replay import FrameReplay
+from asyncrl_ros.agent.replay_files import ReplayFolderError
 
 SHAPE = (3, 90, 160)   # the paper's baseline frames: 43 200 bytes each
 P, A = 4, 2
@@ -63,7 +63,7 @@ def test_resume_under_a_memory_limit_smaller_than_the_replay_samples_what_an_uni
     episodes, capacity = 148, 8000    # 148 x 51 = 7548 frames of 43 200 bytes: 326 MB
     writer = run_child(f'''
         import os, signal
-        from asyncrl_ros.replay import FrameReplay
+        from asyncrl_ros.agent.replay import FrameReplay
         replay = FrameReplay({capacity}, {SHAPE}, {P}, {A}, frame_stack=3, seed=7, folder={str(folder)!r})
         for k in range({episodes}):
             if k:
@@ -81,7 +81,7 @@ def test_resume_under_a_memory_limit_smaller_than_the_replay_samples_what_an_uni
     out = tmp_path / 'batches.npz'
     child = run_child(f'''
         import json, re, resource
-        from asyncrl_ros.replay import FrameReplay
+        from asyncrl_ros.agent.replay import FrameReplay
         vm_data = int(re.search(r'VmData:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) * 1024
         limit = vm_data + {replay_bytes} // 2     # what this process may allocate: < the replay
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
@@ -197,9 +197,9 @@ def test_resuming_a_run_whose_replay_folder_does_not_fit_is_one_config_error(tmp
     """Before any node starts: a replay folder written with other settings (here a copy from a
     run with a smaller capacity) stops the bringup with one line."""
     import yaml
-    from asyncrl_ros.config import ConfigError
-    from asyncrl_ros.profiles import resolve
-    from asyncrl_ros.runs import prepare_run
+    from asyncrl_ros.run.config import ConfigError
+    from asyncrl_ros.run.profiles import resolve
+    from asyncrl_ros.run.runs import prepare_run
     _, cfg = resolve('franka_sim_async2', 'quick')
     run = tmp_path / 'run'
     run.mkdir()

@@ -17,8 +17,8 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from asyncrl_ros.config import load_config
-from asyncrl_ros.reproduce import SCALES, diff_ci, main, plan_runs
+from asyncrl_ros.run.config import load_config
+from asyncrl_ros.run.reproduce import SCALES, diff_ci, main, plan_runs
 from conftest import ROOT
 
 T95_DF2 = 4.303
@@ -70,11 +70,11 @@ def test_plan_modes_seeds_profiles_and_settings(tmp_path, capsys):
         ('async2', 1, 'franka_sim_async2', 'quick', 'async2-seed1')]
     assert SCALES['paper'].setting == 'baseline'
     cmd = runs[4].command(30, ['sac.batch_size=32'], resume=False)
-    assert cmd[1:] == ['-m', 'asyncrl_ros.bringup', 'franka_sim_async1', '--setting', 'quick',
+    assert cmd[1:] == ['-m', 'asyncrl_ros.run.bringup', 'franka_sim_async1', '--setting', 'quick',
                        '--run-dir', str(tmp_path / 'async1-seed1'), '--set', 'run.seed=1',
                        '--set', 'sac.batch_size=32', '--episodes', '30']
     assert runs[0].command(None, [], resume=True)[1:] == [
-        '-m', 'asyncrl_ros.bringup', '--resume', str(tmp_path / 'sync-seed0')]
+        '-m', 'asyncrl_ros.run.bringup', '--resume', str(tmp_path / 'sync-seed0')]
     # --dry-run prints the plan and starts nothing (it needs no `quick` setting yet).
     assert main(['--seeds', '2', '--out', str(tmp_path), '--dry-run']) == 0
     out = capsys.readouterr().out.splitlines()
@@ -132,7 +132,7 @@ def test_reproduce_end_to_end_then_tensorboard_and_eval(tmp_path):
     again: sync skipped, async1 resumed, async2 run; the runs' TensorBoard files hold the
     named scalars; --eval plays a run's policy without changing it."""
     out = tmp_path / 'repro'
-    cmd = [sys.executable, '-m', 'asyncrl_ros.reproduce', '--scale', 'paper', '--seeds', '1',
+    cmd = [sys.executable, '-m', 'asyncrl_ros.run.reproduce', '--scale', 'paper', '--seeds', '1',
            '--episodes', '2', '--out', str(out), *TINY]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              cwd=ROOT, env=dict(os.environ))
@@ -195,7 +195,7 @@ def test_reproduce_end_to_end_then_tensorboard_and_eval(tmp_path):
     saved = {p.name: md5(p) for p in [*run.glob('*.pt'), *(run / 'replay').glob('*')]}
     assert {'checkpoint.pt', 'learner_checkpoint.pt', 'meta.json', 'frames.npy'} <= set(saved)
     episodes_before = (run / 'episodes.csv').read_text()
-    result = subprocess.run([sys.executable, '-m', 'asyncrl_ros.bringup', '--eval', '2', str(run)],
+    result = subprocess.run([sys.executable, '-m', 'asyncrl_ros.run.bringup', '--eval', '2', str(run)],
                             capture_output=True, text=True, timeout=240, cwd=ROOT,
                             env=dict(os.environ))
     assert result.returncode == 0, result.stdout[-3000:]

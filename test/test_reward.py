@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from asyncrl_ros.kinematics import ur5_fk
-from asyncrl_ros.reward import (centre_weight, franka_reward, red_mask, ur5_penalty,
+from asyncrl_ros.robot.kinematics import ur5_fk
+from asyncrl_ros.robot.reward import (centre_weight, franka_reward, red_mask, ur5_penalty,
                                 ur5_reward)
 
 

@@ -10,20 +10,20 @@ from pathlib import Path
 
 import numpy as np
 
-from asyncrl_ros import robot_specs as rs
-from asyncrl_ros.arms import get_arm
+from asyncrl_ros.robot import robot_specs as rs
+from asyncrl_ros.robot.arms import get_arm
 
 ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = """
 import json, sys, types
-import asyncrl_ros.kinematics, asyncrl_ros.safety, asyncrl_ros.robot_specs
+import asyncrl_ros.robot.kinematics, asyncrl_ros.robot.safety, asyncrl_ros.robot.robot_specs
 import numpy as np
-from asyncrl_ros.targets import make_target
+from asyncrl_ros.robot.targets import make_target
 for kind, task in (('table', 'reacher'), ('screen', 'tracker')):   # the real arms' targets too
     make_target(kind, np.random.default_rng(0), task).step(0.04)
-from asyncrl_ros.arms import ARMS, get_arm
-from asyncrl_ros.safety import SafetyFilter
+from asyncrl_ros.robot.arms import ARMS, get_arm
+from asyncrl_ros.robot.safety import SafetyFilter
 cfg = types.SimpleNamespace(joint_margin_rad=0.05, max_acceleration=5.0)
 for name in ARMS:
     arm = get_arm(name)
@@ -43,7 +43,7 @@ def test_real_arm_specs_and_safety_load_no_simulator():
 
 
 def test_simulated_scenes_use_the_robot_facts():
-    from asyncrl_ros.kinematics import PANDA_DQ_MAX
+    from asyncrl_ros.robot.kinematics import PANDA_DQ_MAX
     from asyncrl_ros.sim import common, panda_world, scene, ur5_scene, ur5_world
     assert common.Workspace is rs.Workspace
     assert scene.WORKSPACE is rs.PANDA_WORKSPACE and panda_world.HOME_QPOS is rs.PANDA_HOME_QPOS

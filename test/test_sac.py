@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from asyncrl_ros.networks import SpatialSoftmax, squashed_gaussian_sample
-from asyncrl_ros.sac import SACAgent, SACConfig
+from asyncrl_ros.agent.networks import SpatialSoftmax, squashed_gaussian_sample
+from asyncrl_ros.agent.sac import SACAgent, SACConfig
 
 IMAGE, CROP, PROPRIO, ACTION, BATCH = (9, 44, 48), (40, 42), 5, 3, 16
 
@@ -244,8 +244,8 @@ def test_bf16_keeps_parameters_optimizer_state_and_temperature_fp32():
 
 def test_acting_on_another_device_uses_a_copy_that_follows_learning(monkeypatch):
     # No second device here: 'cpu:0' is another torch.device than 'cpu' for the agent's logic.
-    from asyncrl_ros import sac
-    from asyncrl_ros.device import Placement
+    from asyncrl_ros.agent import sac
+    from asyncrl_ros.agent.device import Placement
     monkeypatch.setattr(sac, "resolve", lambda cfg, device=None: Placement(
         torch.device("cpu"), torch.device("cpu", 0), False))
     agent = make_agent(seed=4)

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asyncrl_ros.kinematics import (PANDA_DQ_MAX, PANDA_Q_MAX, PANDA_Q_MIN, panda_fk,
+from asyncrl_ros.robot.kinematics import (PANDA_DQ_MAX, PANDA_Q_MAX, PANDA_Q_MIN, panda_fk,
                                     position_jacobian)
-from asyncrl_ros.safety import (SafetyFilter, SafetyLimits, Watchdog, max_stoppable_speed,
+from asyncrl_ros.robot.safety import (SafetyFilter, SafetyLimits, Watchdog, max_stoppable_speed,
                                 stop_travel)
 
 N = 7

@@ -14,9 +14,9 @@ os.environ.setdefault('MUJOCO_GL', 'egl')
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from asyncrl_ros.arms import PAPER_FRANKA_JOINT_RANGES, configured_arm  # noqa: E402
-from asyncrl_ros.config import load_config  # noqa: E402
-from asyncrl_ros.safety import SafetyFilter  # noqa: E402
+from asyncrl_ros.robot.arms import PAPER_FRANKA_JOINT_RANGES, configured_arm  # noqa: E402
+from asyncrl_ros.run.config import load_config  # noqa: E402
+from asyncrl_ros.robot.safety import SafetyFilter  # noqa: E402
 from closed_loop import PERIOD, Bounds, ClosedLoop, adversarial_streams, held  # noqa: E402
 
 STEPS = 10_000        # filter steps per arm, over all streams

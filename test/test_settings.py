@@ -1,7 +1,8 @@
 """Every profile's every setting resolves to what it did before the settings were composed
 from overlays (issue 14, item 4): test/fixtures/resolved_settings.json was written from the
 one-YAML-per-setting config/ it replaced (the defaults once, each setting as its differences
-from them, and each profile's nodes)."""
+from them, and each profile's nodes). Changed on purpose since: run.realtime_priority
+(0 by default, 50 on a real arm)."""
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from asyncrl_ros.config import ExperimentConfig
-from asyncrl_ros.profiles import load_profiles, resolve
+from asyncrl_ros.run.config import ExperimentConfig
+from asyncrl_ros.run.profiles import load_profiles, resolve
 
 FIXTURE = json.loads((Path(__file__).parent / 'fixtures' / 'resolved_settings.json').read_text())
 
@@ -53,7 +54,7 @@ def test_resolved_values_are_unchanged(profile, setting):
 
 # ---- the overlays: each says only what differs from what lies below it ----
 def layers_of(profile: str, setting: str) -> list[Path]:
-    from asyncrl_ros.profiles import get_profile, overlay_layers
+    from asyncrl_ros.run.profiles import get_profile, overlay_layers
     return overlay_layers(get_profile(profile), setting)
 
 
@@ -62,8 +63,8 @@ def test_no_overlay_sets_what_lies_below_it(profile, setting):
     """Applied in order over the defaults and the profile's arm/world/mode, every value an
     overlay sets differs from the one it overrides: no file repeats a default, or a value an
     arm's, world's, setting's or mode's overlay already set."""
-    from asyncrl_ros.config import _apply, read_yaml
-    from asyncrl_ros.profiles import get_profile
+    from asyncrl_ros.run.config import _apply, read_yaml
+    from asyncrl_ros.run.profiles import get_profile
     cfg = ExperimentConfig()
     _apply(cfg, get_profile(profile).identity)
     for path in layers_of(profile, setting):
@@ -78,7 +79,7 @@ def test_no_overlay_sets_what_lies_below_it(profile, setting):
 
 
 def test_every_overlay_is_used_and_named_in_order():
-    from asyncrl_ros.profiles import read_overlays
+    from asyncrl_ros.run.profiles import read_overlays
     used = {path.stem for p, s in PAIRS for path in layers_of(p, s)}
     assert used == set(read_overlays())
 
@@ -86,7 +87,7 @@ def test_every_overlay_is_used_and_named_in_order():
 def test_layers_apply_general_before_specific():
     assert [p.stem for p in layers_of('franka_sim_sync', 'quick')] == [
         'franka', 'sim', 'quick', 'sync', 'franka+quick', 'franka+sync', 'franka+quick+sync']
-    assert [p.stem for p in layers_of('ur5_async2', 'baseline')] == ['ur5', 'baseline']
+    assert [p.stem for p in layers_of('ur5_async2', 'baseline')] == ['ur5', 'real', 'baseline']
 
 
 @pytest.mark.parametrize('name, says', [
@@ -95,16 +96,16 @@ def test_layers_apply_general_before_specific():
     ('franka+ultra', "unknown part 'ultra'"),
 ])
 def test_a_badly_named_overlay_is_one_error(name, says):
-    from asyncrl_ros.config import ConfigError
-    from asyncrl_ros.profiles import overlay_parts
+    from asyncrl_ros.run.config import ConfigError
+    from asyncrl_ros.run.profiles import overlay_parts
     with pytest.raises(ConfigError) as err:
         overlay_parts(name)
     assert says in str(err.value)
 
 
 def test_an_overlay_cannot_set_the_profiles_keys(tmp_path):
-    from asyncrl_ros.config import ConfigError
-    from asyncrl_ros.profiles import read_overlays
+    from asyncrl_ros.run.config import ConfigError
+    from asyncrl_ros.run.profiles import read_overlays
     (tmp_path / 'sync.yaml').write_text('mode: async1\n')
     with pytest.raises(ConfigError, match="'mode' is the profile's to set"):
         read_overlays(tmp_path)
@@ -112,7 +113,7 @@ def test_an_overlay_cannot_set_the_profiles_keys(tmp_path):
 
 # ---- the mode registry: one table says what each mode runs ----
 def test_profiles_follow_the_registry():
-    from asyncrl_ros import modes
+    from asyncrl_ros.learning import modes
     for prof in load_profiles().values():
         assert prof.nodes == modes.WORLDS[prof.world].nodes + modes.COMMON_NODES + \
             modes.MODES[prof.mode].learning_nodes
@@ -126,11 +127,11 @@ def test_profiles_follow_the_registry():
 def test_setup_py_entry_points_are_the_registrys():
     """setup.py keeps its node entry points literal (building imports nothing): the same."""
     import ast
-    from asyncrl_ros.modes import entry_points
+    from asyncrl_ros.learning.modes import entry_points
     tree = ast.parse((Path(__file__).parents[1] / 'setup.py').read_text())
     nodes = next(ast.literal_eval(n.value) for n in ast.walk(tree)
                  if isinstance(n, ast.Assign) and getattr(n.targets[0], 'id', '') == 'NODES')
-    assert nodes == {**entry_points(), 'bringup': 'asyncrl_ros.bringup:main'}
+    assert nodes == {**entry_points(), 'bringup': 'asyncrl_ros.run.bringup:main'}
     import importlib
     for target in entry_points().values():
         module = target.split(':')[0]
@@ -147,7 +148,7 @@ def test_setup_py_entry_points_are_the_registrys():
     ({'config_file': 'SYNC'}, "runs mode 'async2', the config says 'sync'"),
 ])
 def test_a_mode_the_profile_does_not_run_is_one_error_line(kwargs, says, tmp_path):
-    from asyncrl_ros.config import ConfigError
+    from asyncrl_ros.run.config import ConfigError
     if kwargs.get('config_file') == 'SYNC':
         (tmp_path / 'sync.yaml').write_text('mode: sync\nsac: {batch_size: 64}\n')
         kwargs = {'config_file': str(tmp_path / 'sync.yaml')}

@@ -1,4 +1,4 @@
-"""Memory ordering of the shared-memory transport (asyncrl_ros.shm_segment): the fence is a real
+"""Memory ordering of the shared-memory transport (asyncrl_ros.transport.shm_segment): the fence is a real
 one where libatomic exists, a CPU whose ordering cannot be ensured refuses to open a segment,
 and a writer and a reader process running flat out for a few seconds never hand over a payload
 whose checksum does not match (ring: every batch; weights: every copy a reader keeps)."""
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from asyncrl_ros import shm_segment
-from asyncrl_ros.shm_ring import BatchRing
-from asyncrl_ros.shm_weights import WeightStore
+from asyncrl_ros.transport import shm_segment
+from asyncrl_ros.transport.shm_ring import BatchRing
+from asyncrl_ros.transport.shm_weights import WeightStore
 
 STRESS_S = 2.0          # each stress test runs its writer this long
 JOIN_S = 120.0          # generous: the 2-core box is shared (spawn + torch import)

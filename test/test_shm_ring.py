@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asyncrl_ros.shm_ring import BatchRing
+from asyncrl_ros.transport.shm_ring import BatchRing
 
 REPO = Path(__file__).resolve().parents[1]
 CHILD_TIMEOUT_S = 60.0  # generous: the 2-core CI box is shared
@@ -259,7 +259,7 @@ SCRIPT = """
 import multiprocessing as mp, subprocess, sys
 from multiprocessing.shared_memory import SharedMemory
 import numpy as np
-from asyncrl_ros.shm_ring import BatchRing
+from asyncrl_ros.transport.shm_ring import BatchRing
 SPEC = {"x": ((3,), np.uint8)}
 
 def child(name):
@@ -273,7 +273,7 @@ if __name__ == "__main__":
     p = mp.get_context("spawn").Process(target=child, args=(name,))  # shares this resource tracker
     p.start(); p.join(); assert p.exitcode == 0
     # an unrelated process with its own resource tracker attaches and exits
-    code = f"from asyncrl_ros.shm_ring import BatchRing; import numpy as np; " \\
+    code = f"from asyncrl_ros.transport.shm_ring import BatchRing; import numpy as np; " \\
            f"BatchRing.attach({name!r}, {{'x': ((3,), np.uint8)}}, 2).close()"
     subprocess.run([sys.executable, "-c", code], check=True)
     SharedMemory(name=name).close()  # still there: no attacher unlinked it

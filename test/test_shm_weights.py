@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from asyncrl_ros.shm_weights import _H_SEQ, WeightStore
+from asyncrl_ros.transport.shm_weights import _H_SEQ, WeightStore
 
 N_VERSIONS = 150
 CHILD_TIMEOUT_S = 120.0

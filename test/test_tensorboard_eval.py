@@ -15,11 +15,11 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from asyncrl_ros.checkpoint import save_checkpoint
-from asyncrl_ros.config import ConfigError, load_config
-from asyncrl_ros.evaluate import EvalBackend, EvalLog, prepare_eval, summarise
-from asyncrl_ros.remote import make_agent
-from asyncrl_ros.tensorboard_log import TensorBoardLog
+from asyncrl_ros.learning.checkpoint import save_checkpoint
+from asyncrl_ros.run.config import ConfigError, load_config
+from asyncrl_ros.learning.evaluate import EvalBackend, EvalLog, prepare_eval, summarise
+from asyncrl_ros.learning.remote import make_agent
+from asyncrl_ros.run.tensorboard_log import TensorBoardLog
 from conftest import ROOT
 
 T95_DF2 = 4.303
@@ -153,7 +153,7 @@ def test_eval_log_and_compare_table(tmp_path, capsys):
         T95_DF2 * np.std([1, 2, 6], ddof=1) / math.sqrt(3))
     assert math.isnan(summarise([5.0])['ci95_half'])
     from test_compare import make_run
-    from asyncrl_ros.compare import main
+    from asyncrl_ros.run.compare import main
     dirs = []
     for k, returns in enumerate(([1.0, 2.0, 6.0], [3.0, 3.0, 3.0])):
         run = make_run(tmp_path, f's{k}', 'sync', 'franka_sim_sync', [(1, 1.0, 10), (2, 2.0, 20)])
@@ -180,7 +180,7 @@ def test_eval_log_and_compare_table(tmp_path, capsys):
 
 def test_bringup_eval_bad_input_is_one_line_exit_2(tmp_path):
     _, run, _ = write_run(tmp_path, 'sync', checkpoint=False)
-    result = subprocess.run([sys.executable, '-m', 'asyncrl_ros.bringup', '--eval', '2', str(run)],
+    result = subprocess.run([sys.executable, '-m', 'asyncrl_ros.run.bringup', '--eval', '2', str(run)],
                             capture_output=True, text=True, timeout=60, cwd=ROOT,
                             env=dict(os.environ))
     assert result.returncode == 2

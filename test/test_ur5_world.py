@@ -6,9 +6,9 @@ os.environ.setdefault('MUJOCO_GL', 'egl')
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from asyncrl_ros.kinematics import ur5_fk  # noqa: E402
-from asyncrl_ros.reward import red_mask, ur5_penalty, ur5_reward  # noqa: E402
-from asyncrl_ros.monitor_target import MonitorTarget  # noqa: E402
+from asyncrl_ros.robot.kinematics import ur5_fk  # noqa: E402
+from asyncrl_ros.robot.reward import red_mask, ur5_penalty, ur5_reward  # noqa: E402
+from asyncrl_ros.robot.monitor_target import MonitorTarget  # noqa: E402
 from asyncrl_ros.sim.ur5_scene import SCREEN_CENTRE, default_monitor  # noqa: E402
 from asyncrl_ros.sim.ur5_world import (JOINT_NAMES, TASK_VELOCITY_LIMIT,  # noqa: E402
                                        UR5_WORKSPACE_MAX, UR5_WORKSPACE_MIN, UR5World)

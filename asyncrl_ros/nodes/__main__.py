@@ -16,7 +16,7 @@ if __name__ == '__main__':
     faulthandler.register(signal.SIGUSR1, file=open(log, 'a') if log else sys.stderr, all_threads=True)
     if len(sys.argv) < 2:
         sys.exit('usage: python -m asyncrl_ros.nodes NAME [--ros-args ...]')
-    from asyncrl_ros.modes import node_module   # the one naming rule (no heavy imports)
+    from asyncrl_ros.learning.modes import node_module   # the one naming rule (no heavy imports)
     try:
         module = node_module(sys.argv.pop(1))
     except ValueError as err:

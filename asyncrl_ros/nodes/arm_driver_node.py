@@ -24,15 +24,15 @@ from std_srvs.srv import Trigger
 
 from visualization_msgs.msg import Marker, MarkerArray
 
-from asyncrl_ros.arms import configured_arm
+from asyncrl_ros.robot.arms import configured_arm
 from asyncrl_ros_interfaces.msg import HomingStatus
 
-from asyncrl_ros.nodes.common import (run_node, COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, SERVICE_HOME,
+from asyncrl_ros.nodes.common import (enter_realtime, run_node, COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, SERVICE_HOME,
                                       Diagnostics,
                                       TOPIC_EE_MARKERS, TOPIC_HOMING, TOPIC_JOINT_STATES,
                                       TOPIC_POLICY_COMMAND,
                                       TOPIC_ROBOT_COMMAND, declare, declare_config)
-from asyncrl_ros.safety import SafetyFilter, Watchdog
+from asyncrl_ros.robot.safety import SafetyFilter, Watchdog
 
 # ur_robot_driver's topics (see its documentation).
 UR_SPEED_SCALING = '/speed_scaling_state_broadcaster/speed_scaling'
@@ -46,6 +46,7 @@ class ArmDriverNode(Node):
     def __init__(self):
         super().__init__('arm_driver')
         cfg = declare_config(self)
+        enter_realtime(self, cfg)   # before its own threads start: they inherit it
         self.arm = configured_arm(cfg)   # the config's velocity bound, joint ranges and box
         cycle = declare(self, 'action_cycle_ms', cfg.task.action_cycle_ms,
                         'Policy action cycle, ms (sets the watchdog)') / 1000.0

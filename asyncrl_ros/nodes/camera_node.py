@@ -12,8 +12,8 @@ from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import Image
 
-from asyncrl_ros.camera import Camera
-from asyncrl_ros.nodes.common import (run_node, SENSOR_QOS, TOPIC_IMAGE, declare, declare_config,
+from asyncrl_ros.robot.camera import Camera
+from asyncrl_ros.nodes.common import (enter_realtime, run_node, SENSOR_QOS, TOPIC_IMAGE, declare, declare_config,
                                       numpy_to_image)
 
 
@@ -24,6 +24,7 @@ class CameraNode(Node):
         super().__init__('camera')
         self.camera: Camera | None = None  # rclpy may destroy a node whose __init__ raised
         cfg = declare_config(self)
+        enter_realtime(self, cfg)   # before its own threads start: they inherit it
         # Dynamic type: `-p device:=0` arrives as an integer, `-p device:=/dev/video2` as a string.
         self.declare_parameter('device', cfg.camera.device, ParameterDescriptor(
             description="Camera index ('0'), device path (/dev/video2), video file or URL",

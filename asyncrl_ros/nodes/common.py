@@ -8,7 +8,7 @@ from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 
-from asyncrl_ros.config import ExperimentConfig, load_config
+from asyncrl_ros.run.config import ExperimentConfig, load_config
 from asyncrl_ros.nodes import take_over_signals
 
 # Camera frames and joint states: the newest value matters, a late one is useless.
@@ -93,6 +93,18 @@ def declare_config(node: Node) -> ExperimentConfig:
                 description=f'from {path or "the defaults"} (read-only: set it in the config)',
                 read_only=True))
     return cfg
+
+
+def enter_realtime(node: Node, cfg: ExperimentConfig) -> None:
+    """The action path's nodes (scheduling.REALTIME_NODES) call this once built: SCHED_FIFO
+    at run.realtime_priority for all their threads, or one line saying why not."""
+    from asyncrl_ros.run.scheduling import REALTIME_NODES, make_process_realtime
+    assert node.get_name() in REALTIME_NODES, node.get_name()
+    if cfg.run.realtime_priority == 0:
+        return
+    note = make_process_realtime(cfg.run.realtime_priority)
+    log = node.get_logger()
+    (log.warning if 'not permitted' in note else log.info)(note)
 
 
 def declare(node: Node, name: str, default, description: str, read_only: bool = True):

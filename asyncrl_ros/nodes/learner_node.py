@@ -19,17 +19,17 @@ import rclpy
 import torch
 from rclpy.node import Node
 
-from asyncrl_ros.arms import get_arm
-from asyncrl_ros.batch_sources import OwnReplayBatches, RingBatches, ShmWeightsSink, replay_owner
-from asyncrl_ros.checkpoint import load_checkpoint, save_checkpoint
-from asyncrl_ros.modes import MODES
+from asyncrl_ros.robot.arms import get_arm
+from asyncrl_ros.learning.batch_sources import OwnReplayBatches, RingBatches, ShmWeightsSink, replay_owner
+from asyncrl_ros.learning.checkpoint import load_checkpoint, save_checkpoint
+from asyncrl_ros.learning.modes import MODES
 from asyncrl_ros.nodes.common import (run_node, METRICS_QOS, TOPIC_LEARNER_STATUS,
                                       TOPIC_TRANSITIONS, TOPIC_WEIGHTS, TRANSITION_QOS,
                                       WEIGHTS_QOS, Diagnostics, declare, declare_config,
                                       msg_to_transition)
-from asyncrl_ros.remote import make_agent, policy_tensors, shm_names, weights_to_bytes
-from asyncrl_ros.transfer import DeviceBatchLoader, HostSnapshot
-from asyncrl_ros.tensorboard_log import TensorBoardLog
+from asyncrl_ros.learning.remote import make_agent, policy_tensors, shm_names, weights_to_bytes
+from asyncrl_ros.transport.transfer import DeviceBatchLoader, HostSnapshot
+from asyncrl_ros.run.tensorboard_log import TensorBoardLog
 from asyncrl_ros_interfaces.msg import LearnerStatus, Transition, Weights
 
 CHECKPOINT = 'learner_checkpoint.pt'

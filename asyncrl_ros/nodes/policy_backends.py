@@ -1,12 +1,12 @@
 """How the policy node reaches its learner, per the mode registry's `policy_backend`
-(asyncrl_ros/modes.py): the policy's own code is the same in every mode."""
+(asyncrl_ros/learning/modes.py): the policy's own code is the same in every mode."""
 from __future__ import annotations
 
-from asyncrl_ros.learning import InProcessLearner
-from asyncrl_ros.modes import MODES
+from asyncrl_ros.learning.backends import InProcessLearner
+from asyncrl_ros.learning.modes import MODES
 from asyncrl_ros.nodes.common import (TOPIC_TRANSITIONS, TOPIC_WEIGHTS, TRANSITION_QOS,
                                       WEIGHTS_QOS, stamp_ns, transition_to_msg)
-from asyncrl_ros.remote import RemoteLearner, ShmWeightsSource, TopicWeightsSource, shm_names
+from asyncrl_ros.learning.remote import RemoteLearner, ShmWeightsSource, TopicWeightsSource, shm_names
 from asyncrl_ros_interfaces.msg import Transition, Weights
 
 

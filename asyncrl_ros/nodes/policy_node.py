@@ -1,7 +1,7 @@
 """policy: acts on a fixed timer at the action cycle time and runs the episodes.
 
 The episodes (homing, frame/reward pairing, acting, storing, counters) are EpisodeRunner's
-(asyncrl_ros/episode_runner.py, no ROS); this node wires topics, timer and services to it."""
+(asyncrl_ros/learning/episode_runner.py, no ROS); this node wires topics, timer and services to it."""
 from __future__ import annotations
 
 from functools import partial
@@ -13,11 +13,11 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
-from asyncrl_ros.arms import configured_arm
-from asyncrl_ros.checkpoint import load_checkpoint, save_checkpoint
-from asyncrl_ros.episode_runner import EpisodeRunner, Homing, Outputs
-from asyncrl_ros.evaluate import EvalBackend
-from asyncrl_ros.nodes.common import (COMMAND_QOS, LATCHED_QOS, METRICS_QOS, REWARD_QOS,
+from asyncrl_ros.robot.arms import configured_arm
+from asyncrl_ros.learning.checkpoint import load_checkpoint, save_checkpoint
+from asyncrl_ros.learning.episode_runner import EpisodeRunner, Homing, Outputs
+from asyncrl_ros.learning.evaluate import EvalBackend
+from asyncrl_ros.nodes.common import (enter_realtime, COMMAND_QOS, LATCHED_QOS, METRICS_QOS, REWARD_QOS,
                                       SENSOR_QOS, SERVICE_HOME, TOPIC_EPISODE_METRICS,
                                       TOPIC_HOMING, TOPIC_IMAGE, TOPIC_JOINT_STATES,
                                       TOPIC_LEARNER_STATUS, TOPIC_POLICY_COMMAND, TOPIC_REWARD,
@@ -44,6 +44,7 @@ class PolicyNode(Node):
     def __init__(self):
         super().__init__('policy')
         cfg = declare_config(self)
+        enter_realtime(self, cfg)   # before its own threads start: they inherit it
         run_dir = declare(self, 'run_dir', '', 'Run folder for logs and checkpoints')
         self.resume = declare(self, 'resume', False, 'Continue from run_dir/checkpoint.pt')
         declare(self, 'explore', True, 'Sample actions (False: act on the mean)', read_only=False)

@@ -23,7 +23,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-from asyncrl_ros.bag_writer import CHUNK_BYTES, BagError, BagWriter, free_bag_path
+from asyncrl_ros.run.bag_writer import CHUNK_BYTES, BagError, BagWriter, free_bag_path
 from asyncrl_ros.nodes.common import (TOPIC_EPISODE_METRICS, TOPIC_IMAGE, TOPIC_JOINT_STATES,
                                       TOPIC_MARKERS, TOPIC_POLICY_COMMAND, TOPIC_REWARD,
                                       TOPIC_REWARD_MASK, TOPIC_ROBOT_COMMAND, TOPIC_STEP_METRICS,

@@ -16,12 +16,12 @@ from pathlib import Path
 import rclpy
 from rclpy.node import Node
 
-from asyncrl_ros.arms import get_arm
-from asyncrl_ros.batch_sources import replay_owner, ring_spec
+from asyncrl_ros.robot.arms import get_arm
+from asyncrl_ros.learning.batch_sources import replay_owner, ring_spec
 from asyncrl_ros.nodes.common import (run_node, TOPIC_TRANSITIONS, TRANSITION_QOS, declare, declare_config,
                                       msg_to_transition)
-from asyncrl_ros.remote import shm_names
-from asyncrl_ros.shm_ring import BatchRing, unlink_stale
+from asyncrl_ros.learning.remote import shm_names
+from asyncrl_ros.transport.shm_ring import BatchRing, unlink_stale
 from asyncrl_ros_interfaces.msg import Transition
 
 

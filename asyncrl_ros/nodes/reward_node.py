@@ -12,11 +12,11 @@ from sensor_msgs.msg import Image
 
 from sensor_msgs.msg import JointState
 
-from asyncrl_ros.arms import get_arm
-from asyncrl_ros.nodes.common import (run_node, REWARD_QOS, SENSOR_QOS, TOPIC_IMAGE, TOPIC_JOINT_STATES,
+from asyncrl_ros.robot.arms import get_arm
+from asyncrl_ros.nodes.common import (enter_realtime, run_node, REWARD_QOS, SENSOR_QOS, TOPIC_IMAGE, TOPIC_JOINT_STATES,
                                       TOPIC_REWARD, TOPIC_REWARD_MASK, declare, declare_config,
                                       image_to_numpy, numpy_to_image)
-from asyncrl_ros.reward import franka_reward, red_mask, ur5_reward
+from asyncrl_ros.robot.reward import franka_reward, red_mask, ur5_reward
 from asyncrl_ros_interfaces.msg import Reward
 
 
@@ -24,6 +24,7 @@ class RewardNode(Node):
     def __init__(self):
         super().__init__('reward')
         cfg = declare_config(self)
+        enter_realtime(self, cfg)   # before its own threads start: they inherit it
         # The reward is a rate: scaled by the action cycle time (paper, Eq. 3).
         self.dt_ms = declare(self, 'action_cycle_ms', cfg.task.action_cycle_ms,
                              'Action cycle time the reward is scaled by, ms')

@@ -13,10 +13,10 @@ from geometry_msgs.msg import Point, PoseStamped
 from rclpy.node import Node
 from visualization_msgs.msg import Marker, MarkerArray
 
-from asyncrl_ros.arms import get_arm
+from asyncrl_ros.robot.arms import get_arm
 from asyncrl_ros.nodes.common import (run_node, LATCHED_QOS, TOPIC_HOMING, TOPIC_MARKERS,
                                       TOPIC_TARGET_POSE, declare, declare_config)
-from asyncrl_ros.targets import make_target
+from asyncrl_ros.robot.targets import make_target
 from asyncrl_ros_interfaces.msg import HomingStatus
 
 FRAME = 'world'

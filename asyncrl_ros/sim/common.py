@@ -1,6 +1,6 @@
 """What the Panda and UR5 scenes share: Menagerie arm models, a cheap offscreen set-up, the
 velocity servos and the names the worlds look up (the workspace box, `Workspace`, is a robot
-fact: `asyncrl_ros.robot_specs`).
+fact: `asyncrl_ros.robot.robot_specs`).
 
 The arm models are MuJoCo Menagerie's, shipped inside the genesis-world wheel (found with
 `importlib.util.find_spec`, never imported: importing genesis pulls in its whole runtime).
@@ -13,7 +13,7 @@ import os
 import mujoco
 import numpy as np
 
-from asyncrl_ros.robot_specs import Workspace  # noqa: F401  (the box is a robot fact)
+from asyncrl_ros.robot.robot_specs import Workspace  # noqa: F401  (the box is a robot fact)
 
 CAMERA_NAME = 'wrist'
 TARGET_BODY = 'target'

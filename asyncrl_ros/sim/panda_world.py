@@ -7,7 +7,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from asyncrl_ros.robot_specs import PANDA_HOME_QPOS
+from asyncrl_ros.robot.robot_specs import PANDA_HOME_QPOS
 from asyncrl_ros.sim.scene import (FLANGE_BODY, JOINT_NAMES, VELOCITY_LIMITS, WORKSPACE,
                                    WORKSPACE_MAX, WORKSPACE_MIN, Workspace, build_spec,
                                    random_target_position)

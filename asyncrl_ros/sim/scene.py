@@ -9,10 +9,10 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from asyncrl_ros.kinematics import PANDA_DQ_MAX
-from asyncrl_ros.robot_specs import (PANDA_JOINT_NAMES, PANDA_WORKSPACE, PANDA_WORKSPACE_MAX,
+from asyncrl_ros.robot.kinematics import PANDA_DQ_MAX
+from asyncrl_ros.robot.robot_specs import (PANDA_JOINT_NAMES, PANDA_WORKSPACE, PANDA_WORKSPACE_MAX,
                                      PANDA_WORKSPACE_MIN, Workspace)  # noqa: F401 (re-exported)
-from asyncrl_ros.targets import TARGET_HALF_SIZE, random_target_position  # noqa: F401 (re-exported)
+from asyncrl_ros.robot.targets import TARGET_HALF_SIZE, random_target_position  # noqa: F401 (re-exported)
 from asyncrl_ros.sim.common import (CAMERA_NAME, FLOOR_RGBA, SCENE_GROUP, TARGET_BODY,
                                     TARGET_RGBA, add_velocity_servos, configure_scene,
                                     load_arm, menagerie_xml_path)

@@ -2,7 +2,7 @@
 monitor in front of it showing a red target.
 
 World frame = UR's base frame (the controller's `base`, i.e. the DH base of
-`asyncrl_ros.kinematics.ur5_fk`; ur_description's `base_link` turned by pi about z). The robot
+`asyncrl_ros.robot.kinematics.ur5_fk`; ur_description's `base_link` turned by pi about z). The robot
 stands on the table top, the plane z = 0; the monitor stands along -y, facing the robot.
 The arm model is MuJoCo Menagerie's UR5e (see `asyncrl_ros.sim.common`), with its link
 offsets set to UR's published UR5e DH lengths (Menagerie rounds them to the millimetre), so
@@ -13,12 +13,12 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from asyncrl_ros.kinematics import UR_DH
-from asyncrl_ros.robot_specs import (UR5_ACTUATED, UR5_ARM_PLANE_X, UR5_JOINT_NAMES,
+from asyncrl_ros.robot.kinematics import UR_DH
+from asyncrl_ros.robot.robot_specs import (UR5_ACTUATED, UR5_ARM_PLANE_X, UR5_JOINT_NAMES,
                                      UR5_TASK_VELOCITY_LIMIT, UR5_WORKSPACE, UR5_WORKSPACE_MAX,
                                      UR5_WORKSPACE_MIN)
-from asyncrl_ros.monitor_target import MonitorTarget
-from asyncrl_ros.targets import SCREEN_CENTRE, SCREEN_RIGHT, SCREEN_UP, default_monitor  # noqa: F401
+from asyncrl_ros.robot.monitor_target import MonitorTarget
+from asyncrl_ros.robot.targets import SCREEN_CENTRE, SCREEN_RIGHT, SCREEN_UP, default_monitor  # noqa: F401
 from asyncrl_ros.sim.common import (CAMERA_NAME, FLOOR_RGBA, SCENE_GROUP, TARGET_BODY,
                                     TARGET_RGBA, add_velocity_servos, configure_scene,
                                     load_arm, menagerie_xml_path)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from asyncrl_ros.robot_specs import UR5_HOME_QPOS
-from asyncrl_ros.monitor_target import TASKS, MonitorTarget
+from asyncrl_ros.robot.robot_specs import UR5_HOME_QPOS
+from asyncrl_ros.robot.monitor_target import TASKS, MonitorTarget
 from asyncrl_ros.sim.ur5_scene import (ACTUATED, FLANGE_BODY, JOINT_NAMES, TARGET_LIFT,
                                        TASK_VELOCITY_LIMIT, UR5_WORKSPACE, UR5_WORKSPACE_MAX,
                                        UR5_WORKSPACE_MIN, build_spec, default_monitor)

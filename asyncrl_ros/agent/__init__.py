@@ -1,0 +1,1 @@
+"""The learning agent, free of ROS: SAC, its networks, augmentation and the replay."""
