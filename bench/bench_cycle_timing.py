@@ -9,6 +9,11 @@ real  The configuration a robot sees: the real-arm profiles franka_sync, franka_
       /forward_velocity_controller/commands, integrated), and the package's camera node
       reading a video file made here with OpenCV (red patches, 25 fps, long enough for the
       whole run: --set camera.device=FILE). The policy's timer runs on the system clock.
+      The action path (camera, reward, policy at SCHED_FIFO 50, arm_driver at 60) runs as
+      the real-arm profiles set it (config/overlays/real.yaml), the robot side at 80, as
+      franka_ros2's controller runs above them; the learners stay normal at nice 10.
+real_cfs  (--world real+cfs: after 'real') the same with run.realtime_priority=0, all on the
+      normal (CFS) scheduler: what SCHED_FIFO buys, measured side by side.
 sim   The simulated Panda (franka_sim_*) at real-time factor 1: the policy's timer runs on
       /clock, which the world advances in 5 ms steps, so its wall p99 cannot go below ~5 ms.
 
@@ -40,7 +45,7 @@ its group is ended after each run (after the bringup, whose arm_driver ramps the
 against it), and whatever still carries the tag when the bench ends, however it ends, is
 ended too.
 
-Usage: python bench/bench_cycle_timing.py [--world real|sim|both] [--quick] [--episodes N]
+Usage: python bench/bench_cycle_timing.py [--world real|sim|both|real+cfs] [--quick] [--episodes N]
        [--batch B] [--hidden H] [--modes sync async1 async2] [--keep]
 The very last line printed is one JSON object of the figures; its 'modes' are keyed
 'WORLD/MODE' (e.g. 'real/async2').
@@ -78,6 +83,7 @@ WORLDS = ('real', 'sim')   # table order: the real-arm figures first
 # run.realtime_priority) and, side by side with --world real+cfs, the same with normal
 # scheduling ('real_cfs': the Linux CFS scheduler, the learner at nice 10).
 REALTIME_PRIORITY = 50
+ROBOT_SIDE_PRIORITY = 80   # libfranka's control loop runs near the top as well
 MODES = tuple(REGISTRY)   # sync, async1, async2: the package's mode registry
 PROFILES = {world: {mode: profile_name('franka', world, mode) for mode in MODES} for world in WORLDS}
 PROFILES['real_cfs'] = PROFILES['real']
@@ -273,9 +279,10 @@ def run_mode(world: str, mode: str, run_dir: Path, episodes: int, batch: int, hi
     if world == 'sim':
         return (run_bringup(PROFILES[world][mode], run_dir, log_path, episodes, sets, domain,
                             timeout), time.monotonic() - t0, None, '')
-    # franka_ros2 runs its controller under SCHED_FIFO; the robot side does as the run does.
+    # franka_ros2 runs its controller under SCHED_FIFO above everything of ours; so does the
+    # robot side, as long as the run uses SCHED_FIFO.
     robot = RobotSide(domain, folder, f'{world}_{mode}_robot_side',
-                      0 if world == 'real_cfs' else REALTIME_PRIORITY)
+                      0 if world == 'real_cfs' else ROBOT_SIDE_PRIORITY)
     summary, problem, code = None, '', -2
     try:
         problem = robot.wait_ready() or ''

@@ -512,9 +512,6 @@ def test_ros2_launch_runs_to_its_end_and_stops_in_order(tmp_path):
     assert _tagged_processes(os.environ[TEST_TAG_ENV]) == []
 
 
-# Known intermittent failure (issue 14 note): in 2 of 3 full fresh-clone suites `ros2 launch`
-# never acted on the SIGINT (no "ctrl-c" line in launch.log, the nodes ran on); it passes alone.
-@pytest.mark.xfail(strict=False, reason='ros2 launch sometimes ignores the SIGINT in the full suite')
 def test_ros2_launch_ctrl_c_stops_the_policy_first(tmp_path):
     """A SIGINT to `ros2 launch` (noninteractive: launch signals the nodes itself) while the
     policy runs: the policy is stopped first and saves, then the arm_driver, then the rest."""

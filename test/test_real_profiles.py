@@ -100,8 +100,8 @@ def test_franka_sync_profile_runs_against_the_driver_interface(tmp_path, ros_nod
     log = (run_dir / 'logs' / 'policy.log').read_text()
     assert 'Traceback' not in log
     # The real-arm overlay puts the action path under SCHED_FIFO (or says why it could not).
-    for name in ('policy', 'camera', 'reward', 'arm_driver'):
+    for name, priority in (('policy', 50), ('camera', 50), ('reward', 50), ('arm_driver', 60)):
         text = (run_dir / 'logs' / f'{name}.log').read_text()
-        assert ('SCHED_FIFO priority 50 for all' in text
-                or 'SCHED_FIFO 50 not permitted' in text), (name, text[-1500:])
+        assert (f'SCHED_FIFO priority {priority} for all' in text
+                or f'SCHED_FIFO {priority} not permitted' in text), (name, text[-1500:])
     assert 'SCHED_FIFO' not in (run_dir / 'logs' / 'target_monitor.log').read_text()

@@ -74,7 +74,7 @@ def test_priority_zero_changes_nothing_and_bad_priorities_are_config_errors():
     import os
     got = probe(0)
     assert got['policies'] == [[os.SCHED_OTHER, 0]]
-    for bad in (-1, 100):
+    for bad in (-1, 90):
         cfg = ExperimentConfig()
         cfg.run.realtime_priority = bad
         with pytest.raises(ConfigError, match='run.realtime_priority'):
@@ -86,3 +86,10 @@ def test_real_arm_profiles_run_their_action_path_realtime_and_sim_profiles_do_no
         assert resolve(f'franka_{mode}')[1].run.realtime_priority == 50
         assert resolve(f'ur5_{mode}')[1].run.realtime_priority == 50
         assert resolve(f'franka_sim_{mode}')[1].run.realtime_priority == 0
+
+
+def test_the_arm_driver_preempts_the_rest_of_the_action_path():
+    from asyncrl_ros.run.scheduling import REALTIME_NODES, node_priority
+    assert {n: node_priority(n, 50) for n in REALTIME_NODES} == {
+        'camera': 50, 'reward': 50, 'policy': 50, 'arm_driver': 60}
+    assert {node_priority(n, 0) for n in REALTIME_NODES} == {0}

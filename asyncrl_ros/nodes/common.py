@@ -97,12 +97,14 @@ def declare_config(node: Node) -> ExperimentConfig:
 
 def enter_realtime(node: Node, cfg: ExperimentConfig) -> None:
     """The action path's nodes (scheduling.REALTIME_NODES) call this once built: SCHED_FIFO
-    at run.realtime_priority for all their threads, or one line saying why not."""
-    from asyncrl_ros.run.scheduling import REALTIME_NODES, make_process_realtime
+    at their priority (scheduling.node_priority) for all their threads, or one line saying
+    why not."""
+    from asyncrl_ros.run.scheduling import REALTIME_NODES, make_process_realtime, node_priority
     assert node.get_name() in REALTIME_NODES, node.get_name()
-    if cfg.run.realtime_priority == 0:
+    priority = node_priority(node.get_name(), cfg.run.realtime_priority)
+    if priority == 0:
         return
-    note = make_process_realtime(cfg.run.realtime_priority)
+    note = make_process_realtime(priority)
     log = node.get_logger()
     (log.warning if 'not permitted' in note else log.info)(note)
 

@@ -79,8 +79,8 @@ class RunConfig:
     tensorboard_every_updates: int = 50
     # The frames the policy acted on and their reward masks, every this many episodes (0: never).
     tensorboard_images_every: int = 10
-    # SCHED_FIFO priority of the action path's processes (camera, reward, policy, arm_driver:
-    # asyncrl_ros.run.scheduling); 0: normal scheduling. The real-arm profiles set it
+    # SCHED_FIFO priority of the action path's processes (camera, reward, policy; arm_driver
+    # 10 above: asyncrl_ros.run.scheduling); 0: normal scheduling. The real-arm profiles set it
     # (config/overlays/real.yaml); without permission a node keeps normal scheduling and says so.
     realtime_priority: int = 0
 
@@ -230,9 +230,11 @@ class ExperimentConfig:
         if self.run.tensorboard_every_updates < 1 or self.run.tensorboard_images_every < 0:
             raise ConfigError("'run.tensorboard_every_updates' must be >= 1 and "
                               "'run.tensorboard_images_every' >= 0")
-        if not 0 <= self.run.realtime_priority <= 99:   # SCHED_FIFO's range on Linux
-            raise ConfigError("'run.realtime_priority' must be in 0..99 (0: normal scheduling), "
-                              f"got {self.run.realtime_priority}")
+        from asyncrl_ros.run.scheduling import MAX_SETTING
+        if not 0 <= self.run.realtime_priority <= MAX_SETTING:
+            raise ConfigError(f"'run.realtime_priority' must be in 0..{MAX_SETTING} (0: normal "
+                              f"scheduling; the arm_driver runs 10 above it), got "
+                              f"{self.run.realtime_priority}")
         if self.asynchronous.max_restarts < 0 or not self.asynchronous.learner_checkpoint_s > 0:
             raise ConfigError("'asynchronous.max_restarts' must be >= 0 and "
                               "'asynchronous.learner_checkpoint_s' > 0")

@@ -15,6 +15,15 @@ import os
 
 # The action path: what delays any of these delays the command (README, "Real arms").
 REALTIME_NODES = ('camera', 'reward', 'policy', 'arm_driver')
+# Above run.realtime_priority by this much: the arm_driver's watchdog and ramp must preempt
+# the policy, whose sync update (hundreds of ms) runs at the action path's priority.
+PRIORITY_ABOVE = {'arm_driver': 10}
+MAX_SETTING = 89   # so that every node's priority stays within SCHED_FIFO's 1..99
+
+
+def node_priority(node: str, setting: int) -> int:
+    """The SCHED_FIFO priority of one of REALTIME_NODES for run.realtime_priority `setting`."""
+    return setting + PRIORITY_ABOVE.get(node, 0) if setting > 0 else 0
 
 HOW_TO_ALLOW = ('allow it with `ulimit -r 99` (or "@realtime - rtprio 99" in '
                 '/etc/security/limits.conf and the user in group realtime), or run as root')
