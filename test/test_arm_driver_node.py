@@ -244,6 +244,17 @@ def test_homing_status_counts_each_homing_even_when_start_and_end_merge(tmp_path
     assert statuses[-1].started == 1 and not statuses[-1].active
 
     side.q = ARM.home_qpos + 0.3   # the fake arm never moves: homing runs to its 3 x reset_s limit
+    # Ask only once the driver has seen the moved arm (its 10 Hz end-effector marker shows
+    # it): on a loaded machine a request before that finds the arm still at home.
+    from visualization_msgs.msg import MarkerArray
+    from asyncrl_ros.nodes.common import TOPIC_EE_MARKERS
+    moved = ARM.fk_position(side.q)
+    seen: list[np.ndarray] = []
+    ros_node.create_subscription(MarkerArray, TOPIC_EE_MARKERS, lambda m: seen.append(np.array(
+        [m.markers[0].pose.position.x, m.markers[0].pose.position.y,
+         m.markers[0].pose.position.z])), 10)
+    ros_node.spin_until(lambda: seen and np.allclose(seen[-1], moved, atol=1e-6), 30,
+                        'the driver to see the moved arm')
     request()
     ros_node.spin_until(lambda: statuses[-1].active, 5, 'homing #2 to start')
     request()   # a second request restarts the same move, it is not a third homing
