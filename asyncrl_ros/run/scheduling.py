@@ -53,9 +53,3 @@ def make_process_realtime(priority: int) -> str:
                 f'normal scheduling; {HOW_TO_ALLOW}')
     return f'SCHED_FIFO priority {priority} for all {done} threads'
 
-
-def scheduling_of(pid: int = 0) -> tuple[str, int]:
-    """('fifo' | 'other' | ..., priority) of a process's main thread."""
-    names = {os.SCHED_FIFO: 'fifo', os.SCHED_RR: 'rr', os.SCHED_OTHER: 'other',
-             os.SCHED_BATCH: 'batch', os.SCHED_IDLE: 'idle'}
-    return names.get(os.sched_getscheduler(pid), '?'), os.sched_getparam(pid).sched_priority
