@@ -49,6 +49,11 @@ def test_real_time_factor_takes_a_number_or_auto():
     for bad in ('fast', 0, -0.5, True):
         with pytest.raises(ConfigError, match="'sim.real_time_factor' must be > 0 or 'auto'"):
             load_config({'sim': {'real_time_factor': bad}})
+    assert load_config({'sim': {'random_phase_real_time_factor': 0}}).sim.random_phase_real_time_factor == 0
+    with pytest.raises(ConfigError, match="'sim.random_phase_real_time_factor' must be >= 0"):
+        load_config({'sim': {'random_phase_real_time_factor': -1.0}})
+    with pytest.raises(ConfigError, match="'sim.random_phase_real_time_factor' must be float"):
+        load_config({'sim': {'random_phase_real_time_factor': 'fast'}})
 
 
 def test_auto_resolves_to_the_cpu_and_fp32_or_bf16_by_the_cpu_flags(monkeypatch):

@@ -65,3 +65,34 @@ def test_velocity_command_moves_joint(tmp_path, start_node, ros_node):
     pub.publish(Float64MultiArray(data=[5.0, 5.0]))
     ros_node.spin_for(0.5)
     assert states[-1].velocity[0] == pytest.approx(0.4, rel=0.1)
+
+
+def test_random_phase_runs_faster_until_the_first_learned_action(tmp_path, start_node, ros_node):
+    """The world runs at random_phase_real_time_factor until the policy's step metrics show a
+    learned action, then at real_time_factor (a random action keeps the fast pace)."""
+    from asyncrl_ros.nodes.common import METRICS_QOS, TOPIC_STEP_METRICS
+    from asyncrl_ros_interfaces.msg import StepMetrics
+    cfg = write_config(tmp_path)
+    start_node('sim_world', cfg, {'real_time_factor': 0.25, 'random_phase_real_time_factor': 1.0})
+    clocks = []
+    ros_node.create_subscription(Clock, '/clock', lambda m: clocks.append(
+        (time.monotonic(), stamp_ns(m.clock) * 1e-9)), 100)
+    pub = ros_node.create_publisher(StepMetrics, TOPIC_STEP_METRICS, METRICS_QOS)
+    ros_node.spin_until(lambda: len(clocks) >= 10 and pub.get_subscription_count() > 0, 60,
+                        'sim_world clock and its step-metrics subscription')
+
+    def rate(seconds: float) -> float:
+        clocks.clear()
+        ros_node.spin_for(seconds)
+        (w0, s0), (w1, s1) = clocks[0], clocks[-1]
+        return (s1 - s0) / (w1 - w0)
+
+    pub.publish(StepMetrics(step=5, random_action=True))
+    ros_node.spin_for(0.5)
+    assert rate(3.0) == pytest.approx(1.0, rel=0.2)
+    pub.publish(StepMetrics(step=6, random_action=False))
+    ros_node.spin_for(0.5)
+    assert rate(3.0) == pytest.approx(0.25, rel=0.2)
+    pub.publish(StepMetrics(step=7, random_action=True))   # latched: learning does not end
+    ros_node.spin_for(0.5)
+    assert rate(3.0) == pytest.approx(0.25, rel=0.2)

@@ -1,7 +1,9 @@
 """sim_world: the MuJoCo Panda, running on its own at a real-time factor.
 
 It is the clock of the graph (/clock) and never waits for anyone: physics advances
-by wall time x real_time_factor whatever the agent is doing, as a real arm would.
+by wall time x real_time_factor whatever the agent is doing, as a real arm would. Until the
+policy's first learned action (its step metrics say so) it may run faster
+(random_phase_real_time_factor): random actions need no update kept in ratio to the cycle.
 It speaks the real arm's interfaces: /joint_states, a camera image, and velocity
 commands on the ros2_control forward velocity controller's topic.
 """
@@ -18,12 +20,13 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 
-from asyncrl_ros.nodes.common import (run_node, COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, TOPIC_IMAGE,
-                                      TOPIC_JOINT_STATES, TOPIC_ROBOT_COMMAND, TOPIC_TARGET_POSE,
-                                      Diagnostics,
+from asyncrl_ros.nodes.common import (run_node, COMMAND_QOS, LATCHED_QOS, METRICS_QOS, SENSOR_QOS,
+                                      TOPIC_IMAGE, TOPIC_JOINT_STATES, TOPIC_ROBOT_COMMAND,
+                                      TOPIC_STEP_METRICS, TOPIC_TARGET_POSE, Diagnostics,
                                       declare, declare_config, numpy_to_image, to_time_msg)
 from asyncrl_ros.sim.panda_world import PandaWorld
 from asyncrl_ros.sim.ur5_world import UR5World
+from asyncrl_ros_interfaces.msg import StepMetrics
 
 # The simulated model of each arm (the real UR5 is simulated by the UR5e model).
 WORLDS = {'franka': PandaWorld, 'ur5': UR5World, 'ur5e': UR5World}
@@ -35,6 +38,9 @@ class SimWorldNode(Node):
         cfg = declare_config(self)
         self.rtf = declare(self, 'real_time_factor', cfg.sim.real_time_factor,
                            'Simulated seconds per wall second')
+        self.random_phase_rtf = declare(
+            self, 'random_phase_real_time_factor', cfg.sim.random_phase_real_time_factor,
+            'Simulated seconds per wall second until the first learned action (0: as real_time_factor)')
         self.clock_period = declare(self, 'clock_period_ms', cfg.sim.clock_period_ms,
                                     'Period of /clock and of physics chunks, sim ms') / 1000.0
         self.image_period = declare(self, 'image_period_ms', cfg.sim.image_period_ms,
@@ -50,6 +56,11 @@ class SimWorldNode(Node):
         self.world_class = WORLDS[cfg.arm]
         if self.rtf <= 0:
             raise ValueError(f'real_time_factor must be > 0, got {self.rtf}')
+        if self.random_phase_rtf < 0:
+            raise ValueError(f'random_phase_real_time_factor must be >= 0, got {self.random_phase_rtf}')
+        # Set by the policy's first step metrics without a random action (latched: a resumed
+        # run's first step ends the random phase at once).
+        self.learning = self.random_phase_rtf == 0
         self.js_period = 1.0 / js_rate
 
         self.lock = threading.Lock()
@@ -62,6 +73,8 @@ class SimWorldNode(Node):
         self.create_subscription(Float64MultiArray, TOPIC_ROBOT_COMMAND, self.on_command,
                                  COMMAND_QOS)
         self.create_subscription(PoseStamped, TOPIC_TARGET_POSE, self.on_target, LATCHED_QOS)
+        if not self.learning:
+            self.create_subscription(StepMetrics, TOPIC_STEP_METRICS, self.on_step, METRICS_QOS)
 
         self.overruns = 0
         self.diagnostics = Diagnostics(self, 'mujoco')
@@ -81,8 +94,10 @@ class SimWorldNode(Node):
         if self.world_error is not None:
             raise RuntimeError(f'could not build the MuJoCo world: {self.world_error}')
         self.get_logger().info(
-            f'{self.world_class.__name__} {width}x{height} at real-time factor {self.rtf:g}: clock every '
-            f'{self.clock_period * 1e3:g} ms, camera every {self.image_period * 1e3:g} ms (sim)')
+            f'{self.world_class.__name__} {width}x{height} at real-time factor {self.rtf:g}'
+            + ('' if self.learning else f' (x{self.random_phase_rtf:g} until the first learned action)')
+            + f': clock every {self.clock_period * 1e3:g} ms, camera every '
+            f'{self.image_period * 1e3:g} ms (sim)')
 
     def on_command(self, msg: Float64MultiArray):
         cmd = np.asarray(msg.data, dtype=float)
@@ -94,6 +109,16 @@ class SimWorldNode(Node):
             return
         with self.lock:
             self.pending_command = cmd
+
+    def on_step(self, msg: StepMetrics):
+        if not msg.random_action and not self.learning:
+            self.learning = True   # read by the physics thread at its next chunk
+            self.get_logger().info(f'first learned action at step {msg.step}: the world now runs '
+                                   f'at x{self.rtf:g} real time')
+
+    @property
+    def factor(self) -> float:
+        return self.rtf if self.learning else self.random_phase_rtf
 
     def on_target(self, msg: PoseStamped):
         p = msg.pose.position
@@ -111,6 +136,7 @@ class SimWorldNode(Node):
         ready.set()
         next_js = next_image = world.time
         wall0, sim0 = time.monotonic(), world.time
+        factor = self.factor
         while self.running and rclpy.ok():
             with self.lock:
                 if self.pending_command is not None:
@@ -129,7 +155,9 @@ class SimWorldNode(Node):
             if now + 1e-9 >= next_image:
                 next_image += self.image_period
                 self.image_pub.publish(numpy_to_image(stamp, world.render(), 'rgb8', 'wrist_camera'))
-            deadline = wall0 + (now - sim0) / self.rtf
+            if self.factor != factor:   # the random phase ended: pace from here on
+                factor, wall0, sim0 = self.factor, time.monotonic(), now
+            deadline = wall0 + (now - sim0) / factor
             slack = deadline - time.monotonic()
             if slack > 0:
                 time.sleep(slack)
@@ -137,15 +165,16 @@ class SimWorldNode(Node):
                 # Behind by more than 100 ms of wall time: the CPU cannot hold this factor.
                 self.overruns += 1
                 self.get_logger().warning(
-                    f'world is {-slack * 1e3:.0f} ms behind real time x{self.rtf:g}; '
-                    'lower real_time_factor', throttle_duration_sec=10.0)
+                    f'world is {-slack * 1e3:.0f} ms behind real time x{factor:g}; lower '
+                    f"{'real_time_factor' if self.learning else 'random_phase_real_time_factor'}",
+                    throttle_duration_sec=10.0)
                 wall0, sim0 = time.monotonic(), now
         world.close()
 
     def report(self):
         level = 'WARN' if self.overruns else 'OK'
-        message = (f'fell behind real time x{self.rtf:g} {self.overruns} times' if self.overruns
-                   else f'running at x{self.rtf:g} real time')
+        message = (f'fell behind real time x{self.factor:g} {self.overruns} times' if self.overruns
+                   else f'running at x{self.factor:g} real time')
         sim_time = self.world.time if self.world is not None else 0.0
         self.diagnostics.publish([('world', level, message, {'sim_time_s': f'{sim_time:.2f}'})])
 

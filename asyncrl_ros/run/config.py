@@ -90,6 +90,10 @@ class SimConfig:
     # < 1 lets a slow CPU stand in for the seeds' GPU without pausing the world. 'auto': set
     # from a measured sample + update (asyncrl_ros.learning.realtime.resolve_real_time_factor).
     real_time_factor: float | str = 1.0
+    # The world's speed until the policy's first learned action. The random phase has no
+    # update to keep in ratio with the cycle, so a slowed world only costs wall time there.
+    # 0: real_time_factor throughout.
+    random_phase_real_time_factor: float = 0.0
     physics_dt: float = 0.001
     joint_state_rate_hz: float = 100.0
     image_period_ms: float = 40.0
@@ -197,6 +201,10 @@ class ExperimentConfig:
             if isinstance(rtf, bool) or not isinstance(rtf, (int, float)) or not rtf > 0:
                 raise ConfigError(f"'sim.real_time_factor' must be > 0 or 'auto', got {rtf!r}")
             self.sim.real_time_factor = float(rtf)
+        fast = self.sim.random_phase_real_time_factor
+        if not fast >= 0:
+            raise ConfigError(f"'sim.random_phase_real_time_factor' must be >= 0 (0: as "
+                              f"sim.real_time_factor), got {fast!r}")
         try:  # unknown names, and a CUDA device this machine lacks, before any node starts
             check_device('sac.device', self.sac.device)
             check_device('sac.act_device', self.sac.act_device)
