@@ -52,6 +52,10 @@ def test_real_time_factor_takes_a_number_or_auto():
     assert load_config({'sim': {'random_phase_real_time_factor': 0}}).sim.random_phase_real_time_factor == 0
     with pytest.raises(ConfigError, match="'sim.random_phase_real_time_factor' must be >= 0"):
         load_config({'sim': {'random_phase_real_time_factor': -1.0}})
+    with pytest.raises(ConfigError, match=r"'task.action_cycle_ms' \(75\) must be a whole number of "
+                                          r"'sim.clock_period_ms' \(10\)"):
+        load_config({'task': {'action_cycle_ms': 75.0}, 'sim': {'clock_period_ms': 10.0}})
+    assert load_config({'task': {'action_cycle_ms': 40.0}, 'sim': {'clock_period_ms': 10.0}})
     with pytest.raises(ConfigError, match="'sim.random_phase_real_time_factor' must be float"):
         load_config({'sim': {'random_phase_real_time_factor': 'fast'}})
 

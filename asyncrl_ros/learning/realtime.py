@@ -36,9 +36,11 @@ def factor_for(measured_ms: float) -> float:
     return min(1.0, THESIS_SAMPLE_UPDATE_MS / measured_ms)
 
 
-def measure_sample_update_ms(cfg, iters: int = 3, warmup: int = 1) -> float:
+def measure_sample_update_ms(cfg, iters: int = 12, warmup: int = 3) -> float:
     """Median wall time (ms) of one sample + update of the configured network, device and
-    precision, with the learner's torch threads, from a small replay of random frames."""
+    precision, with the learner's torch threads, from a small replay of random frames.
+    A dozen (~2 s on a CPU): the median of three varied by 25 % between runs here, and every
+    run of a comparison sets its world's speed from its own measurement."""
     n = get_arm(cfg.arm).n_actuated
     proprio_dim, action_dim = 3 * n, n
     threads = torch.get_num_threads()

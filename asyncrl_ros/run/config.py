@@ -219,6 +219,14 @@ class ExperimentConfig:
         if abs(steps - round(steps)) > 1e-6 or round(steps) < 1:
             raise ConfigError(f"'sim.clock_period_ms' ({self.sim.clock_period_ms:g}) must be a "
                               f"whole number of physics steps ({self.sim.physics_dt:g} s)")
+        if self.world == 'sim':
+            # A sim-time timer fires on a /clock tick: a cycle between ticks would run late.
+            for key, period in (('task.action_cycle_ms', self.task.action_cycle_ms),
+                                ('sim.image_period_ms', self.sim.image_period_ms)):
+                ticks = period / self.sim.clock_period_ms
+                if abs(ticks - round(ticks)) > 1e-6:
+                    raise ConfigError(f"'{key}' ({period:g}) must be a whole number of "
+                                      f"'sim.clock_period_ms' ({self.sim.clock_period_ms:g})")
         if self.asynchronous.weights_transport not in WEIGHT_TRANSPORTS:
             raise ConfigError(f"unknown asynchronous.weights_transport "
                               f"'{self.asynchronous.weights_transport}' (choose one of "
