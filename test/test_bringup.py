@@ -153,3 +153,25 @@ def test_ur5_tracker_sync_run_acts_on_five_joints(tmp_path):
     # The thesis reward: 800 * mean(mask * W) - posture penalty, so a step earns at most 800.
     rewards = [float(s['reward']) for s in read_csv(run_dir / 'steps.csv')]
     assert all(-20 < r < 800 for r in rewards) and any(r != 0 for r in rewards)
+
+
+def test_summary_says_where_stored_exceeds_sent(tmp_path, capsys):
+    """episodes.csv counts whole episodes; the replay owner also holds the transitions of the
+    episode the stop interrupted: the summary says so instead of showing an unexplained gap."""
+    import json
+    from asyncrl_ros.run.bringup import print_summary
+    fields = ['episode', 'total_steps', 'updates', 'transitions_sent']
+    with (tmp_path / 'episodes.csv').open('w', newline='') as f:
+        writer = csv.DictWriter(f, fields)
+        writer.writeheader()
+        writer.writerow({'episode': 2, 'total_steps': 300, 'updates': 10, 'transitions_sent': 300})
+    stats = tmp_path / 'replay_stats.json'
+    stats.write_text(json.dumps({'transitions_stored': 325, 'transitions_missing': 0}))
+    print_summary(tmp_path)
+    out = capsys.readouterr().out
+    assert 'sent 300, stored 325, missing 0' in out
+    assert '25 stored from the episode in progress at the stop' in out
+    assert json.loads((tmp_path / 'summary.json').read_text())['transitions_stored'] == 325
+    stats.write_text(json.dumps({'transitions_stored': 300, 'transitions_missing': 0}))
+    print_summary(tmp_path)
+    assert 'in progress' not in capsys.readouterr().out

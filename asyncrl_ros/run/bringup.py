@@ -328,6 +328,8 @@ def print_summary(run_dir: Path, restarts: dict | None = None) -> None:
     print(f"[bringup] {summary['episodes']} episodes, {summary['steps']} steps, "
           f"{summary['updates']} updates; transitions sent {summary['transitions_sent']}, "
           f"stored {summary['transitions_stored']}, missing {summary['transitions_missing']}"
+          + (f" (sent counts whole episodes; {extra} stored from the episode in progress at the stop)"
+             if (extra := summary['transitions_stored'] - summary['transitions_sent']) > 0 else '')
           + ''.join(f'; {n} restarted {k}x' for n, k in summary['restarts'].items() if k),
           flush=True)
 
