@@ -18,7 +18,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from asyncrl_ros.run.config import load_config
-from asyncrl_ros.run.reproduce import SCALES, diff_ci, main, plan_runs
+from asyncrl_ros.run.reproduce import SCALES, diff_ci, main, plan_runs, shared_world_speed
 from conftest import ROOT
 
 T95_DF2 = 4.303
@@ -208,3 +208,24 @@ def test_reproduce_end_to_end_then_tensorboard_and_eval(tmp_path):
     assert ev['updates'] == json.loads((run / 'learner_stats.json').read_text())['updates']
     assert math.isfinite(ev['mean_return']) and math.isfinite(ev['ci95_half'])
     assert 'evaluation: mean return' in result.stdout
+
+
+def test_one_world_speed_for_every_run(tmp_path):
+    """quick's `auto` factor is timed once per reproduction and kept in plan.json: every run,
+    whatever its mode, meets the same world speed; a rerun does not time it again; a factor
+    given with --set is left alone."""
+    timed = []
+
+    def measure(cfg):
+        timed.append(cfg.sim.real_time_factor)
+        return {'factor': 0.3, 'measured_ms': 150.0, 'message': '...'}
+
+    def must_not_time(cfg):
+        raise AssertionError('timed again')
+
+    speed = shared_world_speed(tmp_path, 'quick', [], measure=measure)
+    assert speed == {'factor': 0.3, 'measured_ms': 150.0} and timed == ['auto']
+    (tmp_path / 'plan.json').write_text(json.dumps({'scale': 'quick', 'world_speed': speed}))
+    assert shared_world_speed(tmp_path, 'quick', [], measure=must_not_time) == speed
+    assert shared_world_speed(tmp_path / 'other', 'quick', ['sim.real_time_factor=0.5'],
+                              measure=must_not_time) is None

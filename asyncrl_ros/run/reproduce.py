@@ -127,6 +127,25 @@ class PlannedRun:
         return cmd + (['--episodes', str(episodes)] if episodes else [])
 
 
+def shared_world_speed(out: Path, setting: str, sets: list[str], measure=None) -> dict | None:
+    """One world speed for every run: with `sim.real_time_factor: auto`, time the learner
+    once, before the first run, and give every run that factor (kept in plan.json, so a rerun
+    keeps it). Timed per run, the factor varied 0.25-0.41x between runs of one setting here:
+    the modes would meet different world speeds. None when the setting (or --set) fixes it."""
+    from asyncrl_ros.run.profiles import resolve
+    _, cfg = resolve(PROFILES['async2'], setting, None, [parse_override(s) for s in sets])
+    if cfg.sim.real_time_factor != 'auto':
+        return None
+    plan = out / PLAN
+    earlier = json.loads(plan.read_text()).get('world_speed') if plan.is_file() else None
+    if earlier:
+        return earlier
+    if measure is None:
+        from asyncrl_ros.run.bringup import preflight as measure
+    data = measure(cfg)
+    return {'factor': float(data['factor']), 'measured_ms': float(data['measured_ms'])}
+
+
 def plan_runs(scale: str, seeds: int, out: Path) -> list[PlannedRun]:
     """Every (mode, seed), seed by seed: after any 3 runs each mode has as many seeds."""
     return [PlannedRun(mode, seed, out / f'{mode}-seed{seed}', SCALES[scale].setting)
@@ -417,7 +436,9 @@ def build_report(out: Path, runs: list[PlannedRun], scale: str, seeds: int, last
               '`sim.real_time_factor: auto` (the quick setting) measures m before the run and sets '
               f'f = min(1, {THESIS_SAMPLE_UPDATE_MS:g} / m): every update costs the world the '
               f"thesis' {THESIS_SAMPLE_UPDATE_MS:g} ms, whatever the mode's cycle; a fixed factor "
-              'does the same for an m known beforehand. Per run (m: what auto measured, in '
+              'does the same for an m known beforehand. asyncrl-reproduce times m once, before '
+              'its first run, and gives every run that f (plan.json): the modes meet one world '
+              'speed. Per run (m: what auto measured, in '
               "realtime.json; else the run's own: sync's median sampling + update on its learning "
               "steps, async's median learner update):", '',
               '| run | f | m from | m [ms wall] | m·f [ms world] | cycle c [ms] | m·f / c | '
@@ -528,9 +549,18 @@ def main(argv=None) -> int:
                   f'{state:<8} {cmd}')
         return 0
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        speed = shared_world_speed(out, SCALES[args.scale].setting, args.set)
+    except ConfigError as err:
+        return usage_error(str(err).splitlines()[0])
+    sets = list(args.set)
+    if speed is not None:
+        sets.append(f"sim.real_time_factor={speed['factor']}")
+        print(f"[reproduce] every new run's world at {speed['factor']:.4g}x real time (one sample "
+              f"+ update timed at {speed['measured_ms']:.1f} ms, plan.json)", flush=True)
     (out / PLAN).write_text(json.dumps({'scale': args.scale, 'setting': SCALES[args.scale].setting,
                                         'seeds': args.seeds, 'episodes': episodes,
-                                        'set': args.set}, indent=2))
+                                        'set': args.set, 'world_speed': speed}, indent=2))
     runner = Runner()
     signal.signal(signal.SIGINT, runner.on_signal)
     signal.signal(signal.SIGTERM, runner.on_signal)
@@ -550,7 +580,7 @@ def main(argv=None) -> int:
         print(f'[reproduce] {run.name}: {doing} ({run.profile}, seed {run.seed})', flush=True)
         t0 = time.monotonic()
         log = out / 'logs' / f'{run.name}.log'
-        code = runner.run(run.command(episodes, args.set, state == 'resume'), log)
+        code = runner.run(run.command(episodes, sets, state == 'resume'), log)
         took = time.monotonic() - t0
         rows = read_episodes(run.dir)
         if len(rows) > before:
