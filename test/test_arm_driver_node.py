@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
@@ -17,6 +18,10 @@ from conftest import write_config
 
 ARM = get_arm('franka')
 CYCLE_MS = 40.0
+# The test observes every output the driver sends: a keep-last-10 reader that the test process
+# does not take from for 100 ms (a loaded CI machine) loses samples, and a lost ramp step looks
+# like a velocity step.
+OBSERVER_QOS = QoSProfile(depth=100000, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class FakeRobotSide:
@@ -28,7 +33,7 @@ class FakeRobotSide:
         self.outputs: list[tuple[float, np.ndarray]] = []
         self.js_pub = node.create_publisher(JointState, TOPIC_JOINT_STATES, SENSOR_QOS)
         self.cmd_pub = node.create_publisher(Float64MultiArray, TOPIC_POLICY_COMMAND, COMMAND_QOS)
-        node.create_subscription(Float64MultiArray, TOPIC_ROBOT_COMMAND, self.on_output, COMMAND_QOS)
+        node.create_subscription(Float64MultiArray, TOPIC_ROBOT_COMMAND, self.on_output, OBSERVER_QOS)
         node.create_timer(0.01, self.publish_state)
 
     def on_output(self, msg):
@@ -160,7 +165,7 @@ def ur_driver(tmp_path, start_node, ros_node):
     running = ros_node.create_publisher(Bool, '/io_and_status_controller/robot_program_running',
                                         LATCHED_QOS)
     ros_node.create_subscription(Float64MultiArray, '/forward_velocity_controller/commands',
-                                 lambda m: outputs.append(np.array(m.data)), COMMAND_QOS)
+                                 lambda m: outputs.append(np.array(m.data)), OBSERVER_QOS)
     ros_node.create_timer(0.01, publish_state)
     ros_node.spin_until(lambda: len(outputs) > 5 and cmd_pub.get_subscription_count() > 0,
                         30, 'arm_driver to come up')
