@@ -112,6 +112,34 @@ def test_repeated_updates_on_one_batch_lower_the_critic_loss():
     assert np.mean(losses[-10:]) < 0.1 * np.mean(losses[:3])
 
 
+def test_channels_last_encoder_learns_what_an_nchw_one_learns():
+    """The encoder's memory layout is a speed choice: the same updates either way, up to rounding."""
+    nchw, channels_last = make_agent(), make_agent()
+    assert channels_last.encoder.memory_format == torch.channels_last   # the default
+    for encoder in (nchw.encoder, nchw.encoder_target):
+        encoder.memory_format = torch.contiguous_format
+    for seed in range(4):
+        batch = make_batch(seed)
+        a, b = nchw.update(batch), channels_last.update(batch)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
+    # Not parameter by parameter: Adam turns rounding in a near-zero gradient into a whole
+    # step. What the heads see of an image must agree (keypoints in [-1, 1]).
+    images = torch.as_tensor(make_batch(seed=9)["obs_image"])
+    with torch.no_grad():
+        torch.testing.assert_close(nchw.encoder(images), channels_last.encoder(images), rtol=0, atol=2e-3)
+
+
+def test_encoder_leaves_a_float_input_alone():
+    """It scales a copy in place, never the caller's tensor."""
+    encoder = make_agent().encoder
+    # Already in the encoder's dtype and layout, where a conversion without a copy is a no-op.
+    images = torch.full((2, IMAGE[0], *CROP), 200.0).contiguous(memory_format=encoder.memory_format)
+    encoder(images)
+    assert torch.all(images == 200.0)
+
+
 def test_actor_step_leaves_encoder_alone_and_critic_step_trains_it():
     agent = make_agent()
     b = agent._to_tensors(make_batch())
