@@ -24,15 +24,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from asyncrl_ros.robot.arms import get_arm  # noqa: E402
-from asyncrl_ros.run.config import load_config  # noqa: E402
+from asyncrl_ros.run.profiles import resolve  # noqa: E402
 from asyncrl_ros.learning.realtime import filled_replay  # noqa: E402
 from asyncrl_ros.learning.remote import make_agent  # noqa: E402
 
-# name -> sac overrides (160x90 frames, crop 88x156 in both)
-SETTINGS = {
-    "quick": {"batch_size": 32, "hidden_dim": 256},
-    "baseline": {"batch_size": 128, "hidden_dim": 1024},
-}
+# The simulated Panda's settings, as the profiles compose them (network, batch, image, crop).
+PROFILE = "franka_sim_async2"
+SETTINGS = ("quick", "baseline")
 LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
@@ -42,7 +40,7 @@ def sync(device: torch.device) -> None:
 
 
 def run(name: str, device: str, iters: int, warmup: int = 3) -> dict:
-    cfg = load_config({"sac": SETTINGS[name] | {"device": device, "precision": "fp32"}})
+    cfg = resolve(PROFILE, name, overrides=[{"sac": {"device": device, "precision": "fp32"}}])[1]
     n = get_arm(cfg.arm).n_actuated
     agents = {}
     for layout, fmt in LAYOUTS.items():
