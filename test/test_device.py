@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from asyncrl_ros.agent import device as dev
-from asyncrl_ros.learning import realtime
+from asyncrl_ros.learning import realtime, world_speed
 from asyncrl_ros.run.config import ConfigError, load_config
 from asyncrl_ros.agent.sac import BATCH_KEYS, SACAgent, SACConfig
 from asyncrl_ros.transport.shm_weights import WeightStore
@@ -148,6 +148,58 @@ def test_real_time_factor_from_a_real_short_measurement():
     measured = realtime.measure_sample_update_ms(cfg, iters=2, warmup=1)
     assert 0 < measured < 5000
     factor, got, message = realtime.resolve_real_time_factor(cfg, measure=lambda c: measured)
-    assert factor == realtime.factor_for(measured) and got == measured
+    assert factor == world_speed.factor_for(measured) and got == measured
     assert 'on cpu in fp32' in message
     assert torch.get_num_threads() == 1, 'the measurement restores the thread count'
+
+
+def test_a_following_world_settles_where_an_update_costs_the_thesis_world_time():
+    """In a run the update slows as the world speeds up (they share the CPU): here it costs
+    60 + 150 f ms at factor f. Started from a quiet preflight's 0.67x, the world must settle
+    where one update costs 45 ms of world time, not overshoot, and hold without figures."""
+    follower = world_speed.UpdateCostFollower(0.67, every_s=10.0)
+    cost = lambda f: 60.0 + 150.0 * f   # noqa: E731
+    assert follower.poll(100.0) is None, 'nothing learned yet: no window'
+    wall, updates = 0.0, 500
+    follower.start(wall)
+    factors = []
+    for _ in range(12):
+        end = wall + 10.0
+        while wall < end:   # the learner's status after each update
+            wall += cost(follower.factor) / 1e3
+            updates += 1
+            follower.learner_updates(updates, wall)
+        before = follower.factor
+        new = follower.poll(wall)
+        if new is not None:
+            assert 1 / world_speed.FOLLOW_MAX_STEP - 1e-9 <= new / before <= world_speed.FOLLOW_MAX_STEP + 1e-9
+        factors.append(follower.factor)
+    settled = follower.factor
+    assert settled * cost(settled) == pytest.approx(45.0, rel=0.05)   # f* = 0.383
+    assert min(factors) > 0.3, 'it must approach, not overshoot far below'
+    # A learner that goes quiet (dying, restarting): no figure, the speed stays.
+    wall += 10.0
+    assert follower.poll(wall) is None and follower.factor == settled
+    # Restarted from an older checkpoint: its count drops; the next window counts from there.
+    for i in range(1, 60):
+        follower.learner_updates(100 + i, wall + i * 0.2)
+    assert follower.poll(wall + 12.0) is not None
+    assert follower.cost_ms == pytest.approx(200.0, rel=0.01)
+
+
+def test_a_following_sync_world_uses_the_in_cycle_update_and_never_exceeds_real_time():
+    follower = world_speed.UpdateCostFollower(0.5, every_s=5.0)
+    follower.start(0.0)
+    for ms in [0.0, 180.0, 0.0, 200.0, 220.0]:   # 0: a cycle without an update
+        follower.in_cycle_update(ms)
+    assert follower.poll(5.0) == pytest.approx(0.5 * (45.0 / 200.0 / 0.5) ** 0.5)
+    assert follower.cost_ms == 200.0
+    fast = world_speed.UpdateCostFollower(0.9, every_s=5.0)
+    fast.start(0.0)
+    for window in range(1, 8):
+        fast.in_cycle_update(10.0)
+        fast.poll(5.0 * window)
+        assert fast.factor <= 1.0   # a fast learner never runs the world faster than real time
+    assert fast.factor >= 0.98
+    with pytest.raises(ValueError):
+        world_speed.UpdateCostFollower(0.0)

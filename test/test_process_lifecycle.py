@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -66,6 +67,47 @@ def test_graph_started_and_stopped_again_and_again_leaves_no_process(profile, tm
         # Shared memory released, whatever moment the stop came at.
         from asyncrl_ros.learning.remote import shm_names
         assert not [n for n in shm_names(run_dir).values() if (Path('/dev/shm') / n).exists()]
+
+
+# A node whose leaving ROS never returns (seen once in CI: a DDS teardown past the
+# bringup's 20 s, so the bringup killed it). Everything was saved by then: it must end by
+# itself, with the code it would have had and a line saying why.
+HANGS_ON_LEAVING = """
+import time
+from asyncrl_ros.nodes import take_over_signals
+take_over_signals()
+from rclpy.node import Node
+from asyncrl_ros.nodes.common import run_node
+
+class HangsOnLeaving(Node):
+    def __init__(self):
+        super().__init__('hangs_on_leaving')
+        print('up', flush=True)
+
+    def destroy_node(self):
+        time.sleep(120)
+
+run_node(HangsOnLeaving)
+"""
+
+
+def test_node_whose_ros_teardown_hangs_still_ends_by_itself():
+    from asyncrl_ros.nodes.common import TEARDOWN_EXIT_S
+    proc = subprocess.Popen([sys.executable, '-c', HANGS_ON_LEAVING], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=dict(os.environ))
+    try:
+        assert proc.stdout.readline().strip() == 'up'
+        proc.send_signal(signal.SIGINT)
+        stopped = time.monotonic()
+        out = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out
+    assert f'leaving ROS took over {TEARDOWN_EXIT_S:g} s' in out, out
+    assert 'destroy_node' in out   # where it hung, for whoever reads the log
+    assert time.monotonic() - stopped < 60
 
 
 def test_bringup_sigkilled_its_nodes_end_and_the_arm_is_left_at_zero(tmp_path, ros_node):

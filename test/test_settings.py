@@ -3,7 +3,8 @@ from overlays (issue 14, item 4): test/fixtures/resolved_settings.json was writt
 one-YAML-per-setting config/ it replaced (the defaults once, each setting as its differences
 from them, and each profile's nodes). Changed on purpose since: run.realtime_priority
 (0 by default, 50 on a real arm); sim.random_phase_real_time_factor (0 by default, 1 in the
-simulated world) and sac.torch_threads 2 for the async learners at quick (issue 12)."""
+simulated world), sac.torch_threads 2 for the async learners at quick, and
+sim.follow_update_cost (true wherever real_time_factor is auto) (issue 12)."""
 from __future__ import annotations
 
 import json

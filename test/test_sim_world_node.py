@@ -96,3 +96,45 @@ def test_random_phase_runs_faster_until_the_first_learned_action(tmp_path, start
     pub.publish(StepMetrics(step=7, random_action=True))   # latched: learning does not end
     ros_node.spin_for(0.5)
     assert rate(3.0) == pytest.approx(0.25, rel=0.2)
+
+
+def test_following_world_slows_to_the_learners_pace_in_the_run(tmp_path, start_node, ros_node):
+    """With follow_update_cost (auto), the world re-times the update from the learner's own
+    status as the run goes: a learner doing one update per 225 ms of wall time costs the
+    thesis' 45 ms of world time at x0.2, so a world started at x0.5 slows towards x0.2; a
+    learner that goes quiet leaves the speed where it was."""
+    from asyncrl_ros.nodes.common import METRICS_QOS, TOPIC_LEARNER_STATUS, TOPIC_STEP_METRICS
+    from asyncrl_ros_interfaces.msg import LearnerStatus, StepMetrics
+    cfg = write_config(tmp_path)
+    node = start_node('sim_world', cfg, {'real_time_factor': 0.5, 'follow_update_cost': True,
+                                         'follow_every_s': 2.0})
+    clocks = []
+    ros_node.create_subscription(Clock, '/clock', lambda m: clocks.append(
+        (time.monotonic(), stamp_ns(m.clock) * 1e-9)), 100)
+    steps = ros_node.create_publisher(StepMetrics, TOPIC_STEP_METRICS, METRICS_QOS)
+    status = ros_node.create_publisher(LearnerStatus, TOPIC_LEARNER_STATUS, METRICS_QOS)
+    ros_node.spin_until(lambda: len(clocks) >= 10 and steps.get_subscription_count() > 0
+                        and status.get_subscription_count() > 0, 60, 'sim_world and its subscriptions')
+
+    def rate(seconds: float) -> float:
+        clocks.clear()
+        ros_node.spin_for(seconds)
+        (w0, s0), (w1, s1) = clocks[0], clocks[-1]
+        return (s1 - s0) / (w1 - w0)
+
+    assert rate(2.0) == pytest.approx(0.5, rel=0.2)
+    learner = {'updates': 1000}
+
+    def one_update():
+        learner['updates'] += 1
+        status.publish(LearnerStatus(updates=learner['updates']))
+
+    timer = ros_node.create_timer(0.225, one_update)
+    steps.publish(StepMetrics(step=1, random_action=False))   # learning has begun
+    ros_node.spin_for(12.0)
+    slowed = rate(3.0)
+    assert slowed == pytest.approx(0.2, rel=0.25)
+    assert 'auto: one update costs' in node.output()
+    timer.cancel()   # the learner goes quiet: no figure, no change
+    ros_node.spin_for(4.0)
+    assert rate(3.0) == pytest.approx(slowed, rel=0.2)

@@ -1,13 +1,6 @@
-"""`sim.real_time_factor: auto`: slow the simulated world just enough that learning keeps the
-thesis' pace. No ROS here.
-
-The thesis' baseline spent 45 ms on sampling + update (Table 5.2: 21 + 24 ms, RTX 2080Ti)
-against a 40 ms async action cycle. A world slowed by factor f turns m ms of wall time into
-m * f ms of simulated time, so one sample + update of m ms costs the thesis' 45 ms of world
-time when f = min(1, 45 / m): 45/40 of a 40 ms cycle, as in the thesis. The factor does not
-depend on the cycle: sync's longer cycle (75 ms) must meet the same update cost in world
-time as async's 40 ms, or the comparison of the two would favour one by construction.
-"""
+"""`sim.real_time_factor: auto` before a run: time one sample + update of the configured
+learner on this machine and set the world's starting speed from it (the rule and the
+following during the run: asyncrl_ros.learning.world_speed). No ROS here."""
 from __future__ import annotations
 
 import dataclasses
@@ -23,17 +16,7 @@ from asyncrl_ros.robot.arms import get_arm
 from asyncrl_ros.agent.device import resolve
 from asyncrl_ros.agent.device_replay import check_replay_fits
 from asyncrl_ros.learning.remote import make_agent, make_replay
-
-THESIS_SAMPLE_UPDATE_MS = 21.0 + 24.0   # thesis Table 5.2, baseline, Seq-SAC
-THESIS_CYCLE_MS = 40.0
-
-
-def factor_for(measured_ms: float) -> float:
-    """The real-time factor at which a sample + update of `measured_ms` costs the world the
-    thesis' 45 ms."""
-    if not measured_ms > 0:
-        raise ValueError(f"measured cost must be > 0 ms, got {measured_ms}")
-    return min(1.0, THESIS_SAMPLE_UPDATE_MS / measured_ms)
+from asyncrl_ros.learning.world_speed import THESIS_CYCLE_MS, THESIS_SAMPLE_UPDATE_MS, factor_for
 
 
 def measure_sample_update_ms(cfg, iters: int = 12, warmup: int = 3) -> float:

@@ -285,31 +285,51 @@ def _guarded(node, what: str, fn, *args) -> bool:
 # A node asked to stop must reach its clean-up within this time; saving may then take as
 # long as it needs (a replay can be GBs).
 STUCK_EXIT_S = 15.0
+# Once saved and safe, leaving ROS (destroy_node, rclpy shutdown) takes milliseconds; seen
+# once in CI to hang in DDS teardown past the bringup's 20 s, so it gets a bound too.
+TEARDOWN_EXIT_S = 5.0
+
+
+def _end_now(name: str, why: str, code: int) -> None:
+    """One line and every thread's stack on stderr (the node's log), then the exit."""
+    import faulthandler
+    import sys
+    try:
+        print(f'[{name}] {why}; ending the process. Where each thread was:',
+              file=sys.stderr, flush=True)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    except (OSError, ValueError):
+        pass
+    exit_process(code)
 
 
 def _exit_if_stuck(stop, node_class):
     """Watch for a stop that never reaches the clean-up (a callback that does not return):
     after STUCK_EXIT_S the process ends itself with one line, rather than outliving its
     supervisor. Returns the event the clean-up sets."""
-    import sys
     import threading
     cleaning = threading.Event()
+    name = getattr(node_class, 'NAME', node_class.__name__)
 
     def watch():
         stop.wait()
         if not cleaning.wait(STUCK_EXIT_S):
-            import faulthandler
-            name = getattr(node_class, 'NAME', node_class.__name__)
-            try:
-                print(f'[{name}] stopped but stuck for {STUCK_EXIT_S:g} s before its clean-up; '
-                      'ending the process. Where each thread was:', file=sys.stderr, flush=True)
-                faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-            except (OSError, ValueError):
-                pass
-            exit_process(1)
+            _end_now(name, f'stopped but stuck for {STUCK_EXIT_S:g} s before its clean-up', 1)
 
     threading.Thread(target=watch, name='stop-watchdog', daemon=True).start()
     return cleaning
+
+
+def _bound_teardown(name: str, code: int) -> None:
+    """Everything is saved and the arm is safe: if leaving ROS hangs, end without it."""
+    import threading
+    import time
+
+    def watch():
+        time.sleep(TEARDOWN_EXIT_S)
+        _end_now(name, f'saved and stopped, but leaving ROS took over {TEARDOWN_EXIT_S:g} s', code)
+
+    threading.Thread(target=watch, name='teardown-watchdog', daemon=True).start()
 
 
 def run_node(node_class, args=None, on_exit=None, compute: bool = False) -> None:
@@ -372,6 +392,7 @@ def run_node(node_class, args=None, on_exit=None, compute: bool = False) -> None
         if executor is not None:
             executor.shutdown(timeout_sec=1.0)
             thread.join(timeout=2.0)
+        _bound_teardown(node.get_name(), code)
         try:
             node.destroy_node()
         finally:

@@ -4,6 +4,8 @@ It is the clock of the graph (/clock) and never waits for anyone: physics advanc
 by wall time x real_time_factor whatever the agent is doing, as a real arm would. Until the
 policy's first learned action (its step metrics say so) it may run faster
 (random_phase_real_time_factor): random actions need no update kept in ratio to the cycle.
+With `follow_update_cost` ('auto') it keeps re-timing the update once learning begins and
+follows it (asyncrl_ros.learning.world_speed.UpdateCostFollower).
 It speaks the real arm's interfaces: /joint_states, a camera image, and velocity
 commands on the ros2_control forward velocity controller's topic.
 """
@@ -20,13 +22,15 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 
+from asyncrl_ros.learning.world_speed import FOLLOW_EVERY_S, UpdateCostFollower
 from asyncrl_ros.nodes.common import (run_node, COMMAND_QOS, LATCHED_QOS, METRICS_QOS, SENSOR_QOS,
-                                      TOPIC_IMAGE, TOPIC_JOINT_STATES, TOPIC_ROBOT_COMMAND,
-                                      TOPIC_STEP_METRICS, TOPIC_TARGET_POSE, Diagnostics,
-                                      declare, declare_config, numpy_to_image, to_time_msg)
+                                      TOPIC_IMAGE, TOPIC_JOINT_STATES, TOPIC_LEARNER_STATUS,
+                                      TOPIC_ROBOT_COMMAND, TOPIC_STEP_METRICS, TOPIC_TARGET_POSE,
+                                      Diagnostics, declare, declare_config, numpy_to_image,
+                                      to_time_msg)
 from asyncrl_ros.sim.panda_world import PandaWorld
 from asyncrl_ros.sim.ur5_world import UR5World
-from asyncrl_ros_interfaces.msg import StepMetrics
+from asyncrl_ros_interfaces.msg import LearnerStatus, StepMetrics
 
 # The simulated model of each arm (the real UR5 is simulated by the UR5e model).
 WORLDS = {'franka': PandaWorld, 'ur5': UR5World, 'ur5e': UR5World}
@@ -49,6 +53,10 @@ class SimWorldNode(Node):
                           'Joint state rate, Hz of sim time')
         width = declare(self, 'image_width', cfg.image.width, 'Camera width, px')
         height = declare(self, 'image_height', cfg.image.height, 'Camera height, px')
+        follow = declare(self, 'follow_update_cost', cfg.sim.follow_update_cost,
+                         'Re-time the update in the run and follow it (auto)')
+        follow_every = declare(self, 'follow_every_s', FOLLOW_EVERY_S,
+                               'Wall seconds between re-timings of the update')
         physics_dt = declare(self, 'physics_dt', cfg.sim.physics_dt, 'MuJoCo timestep, s')
         seed = declare(self, 'seed', cfg.run.seed, 'Random seed')
         if cfg.arm not in WORLDS:
@@ -62,6 +70,7 @@ class SimWorldNode(Node):
         # run's first step ends the random phase at once).
         self.learning = self.random_phase_rtf == 0
         self.js_period = 1.0 / js_rate
+        self.follower = UpdateCostFollower(self.rtf, follow_every) if follow else None
 
         self.lock = threading.Lock()
         self.pending_command: np.ndarray | None = None
@@ -73,8 +82,11 @@ class SimWorldNode(Node):
         self.create_subscription(Float64MultiArray, TOPIC_ROBOT_COMMAND, self.on_command,
                                  COMMAND_QOS)
         self.create_subscription(PoseStamped, TOPIC_TARGET_POSE, self.on_target, LATCHED_QOS)
-        if not self.learning:
+        if not self.learning or self.follower:
             self.create_subscription(StepMetrics, TOPIC_STEP_METRICS, self.on_step, METRICS_QOS)
+        if self.follower:
+            self.create_subscription(LearnerStatus, TOPIC_LEARNER_STATUS, self.on_learner,
+                                     METRICS_QOS)
 
         self.overruns = 0
         self.diagnostics = Diagnostics(self, 'mujoco')
@@ -115,6 +127,22 @@ class SimWorldNode(Node):
             self.learning = True   # read by the physics thread at its next chunk
             self.get_logger().info(f'first learned action at step {msg.step}: the world now runs '
                                    f'at x{self.rtf:g} real time')
+        if self.follower and self.learning:
+            self.follower.start(time.monotonic())
+            self.follower.in_cycle_update(msg.sampling_ms + msg.update_ms)   # sync's; 0 in async
+
+    def on_learner(self, msg: LearnerStatus):
+        self.follower.learner_updates(msg.updates, time.monotonic())
+
+    def follow(self):
+        old = self.rtf
+        new = self.follower.poll(time.monotonic())
+        if new is not None:
+            self.rtf = new   # read by the physics thread at its next chunk
+            self.get_logger().info(
+                f'auto: one update costs {self.follower.cost_ms:.0f} ms in this run, '
+                f'{self.follower.cost_ms * old:.0f} ms of world time at x{old:.3g}; '
+                f'the world now runs at x{new:.3g}')
 
     @property
     def factor(self) -> float:
@@ -172,6 +200,8 @@ class SimWorldNode(Node):
         world.close()
 
     def report(self):
+        if self.follower:
+            self.follow()
         level = 'WARN' if self.overruns else 'OK'
         message = (f'fell behind real time x{self.factor:g} {self.overruns} times' if self.overruns
                    else f'running at x{self.factor:g} real time')

@@ -68,7 +68,11 @@ def stop_all(procs: dict, timeout: float = 20.0) -> None:
         try:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            print(f'[bringup] {name} did not stop in time; killing it', flush=True)
+            # Where it hangs goes into its log before it dies (faulthandler, nodes/__main__).
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(0.5)
+            print(f'[bringup] {name} did not stop in time; killing it '
+                  f'(its threads\' stacks: logs/{name}.log)', flush=True)
             proc.kill()
 
 

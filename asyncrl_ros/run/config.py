@@ -94,6 +94,10 @@ class SimConfig:
     # update to keep in ratio with the cycle, so a slowed world only costs wall time there.
     # 0: real_time_factor throughout.
     random_phase_real_time_factor: float = 0.0
+    # Once learning begins, re-time the update as the run goes (every 10 wall seconds) and
+    # follow it, from real_time_factor on (asyncrl_ros.learning.world_speed.UpdateCostFollower).
+    # 'auto' turns it on; a number alone keeps that speed all run (as reproduce's runs do).
+    follow_update_cost: bool = False
     physics_dt: float = 0.001
     joint_state_rate_hz: float = 100.0
     image_period_ms: float = 40.0
@@ -197,7 +201,12 @@ class ExperimentConfig:
             if not value > 0:
                 raise ConfigError(f"'{key}' must be > 0, got {value}")
         rtf = self.sim.real_time_factor
-        if rtf != 'auto':
+        if not isinstance(self.sim.follow_update_cost, bool):
+            raise ConfigError("'sim.follow_update_cost' must be true or false, got "
+                              f'{self.sim.follow_update_cost!r}')
+        if rtf == 'auto':
+            self.sim.follow_update_cost = True
+        else:
             if isinstance(rtf, bool) or not isinstance(rtf, (int, float)) or not rtf > 0:
                 raise ConfigError(f"'sim.real_time_factor' must be > 0 or 'auto', got {rtf!r}")
             self.sim.real_time_factor = float(rtf)

@@ -33,7 +33,7 @@ from asyncrl_ros.run.config import MODES, ConfigError, parse_override
 from asyncrl_ros.learning import modes as registry
 from asyncrl_ros.learning.modes import profile_name
 # The thesis' baseline: sampling + update 21 + 24 ms (Table 5.2, RTX 2080Ti), 40 ms async cycle.
-from asyncrl_ros.learning.realtime import THESIS_CYCLE_MS, THESIS_SAMPLE_UPDATE_MS
+from asyncrl_ros.learning.world_speed import THESIS_CYCLE_MS, THESIS_SAMPLE_UPDATE_MS
 
 PROFILES = {mode: profile_name('franka', 'sim', mode) for mode in MODES}
 LAST_K = 5
