@@ -160,15 +160,18 @@ def test_a_following_world_settles_where_an_update_costs_the_thesis_world_time()
     follower = world_speed.UpdateCostFollower(0.67, every_s=10.0)
     cost = lambda f: 60.0 + 150.0 * f   # noqa: E731
     assert follower.poll(100.0) is None, 'nothing learned yet: no window'
-    wall, updates = 0.0, 500
+    wall, updates, waited = 0.0, 500, 0.0
     follower.start(wall)
     factors = []
     for _ in range(12):
         end = wall + 10.0
-        while wall < end:   # the learner's status after each update
+        while wall < end:   # the learner's status after each update, and after each wait
             wall += cost(follower.factor) / 1e3
             updates += 1
-            follower.learner_updates(updates, wall)
+            follower.learner_updates(updates, waited, wall)
+            wall += 0.02   # held back for a batch (max_updates_per_step): not its cost
+            waited += 20.0
+            follower.learner_updates(updates, waited, wall)
         before = follower.factor
         new = follower.poll(wall)
         if new is not None:
@@ -180,9 +183,9 @@ def test_a_following_world_settles_where_an_update_costs_the_thesis_world_time()
     # A learner that goes quiet (dying, restarting): no figure, the speed stays.
     wall += 10.0
     assert follower.poll(wall) is None and follower.factor == settled
-    # Restarted from an older checkpoint: its count drops; the next window counts from there.
+    # Restarted from an older checkpoint: its counts drop; the next window counts from there.
     for i in range(1, 60):
-        follower.learner_updates(100 + i, wall + i * 0.2)
+        follower.learner_updates(100 + i, 0.0, wall + i * 0.2)
     assert follower.poll(wall + 12.0) is not None
     assert follower.cost_ms == pytest.approx(200.0, rel=0.01)
 

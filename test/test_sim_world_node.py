@@ -100,9 +100,10 @@ def test_random_phase_runs_faster_until_the_first_learned_action(tmp_path, start
 
 def test_following_world_slows_to_the_learners_pace_in_the_run(tmp_path, start_node, ros_node):
     """With follow_update_cost (auto), the world re-times the update from the learner's own
-    status as the run goes: a learner doing one update per 225 ms of wall time costs the
-    thesis' 45 ms of world time at x0.2, so a world started at x0.5 slows towards x0.2; a
-    learner that goes quiet leaves the speed where it was."""
+    status as the run goes: a learner doing one update per 225 ms of wall time, 75 of them
+    waiting for a batch, is busy 150 ms per update, the thesis' 45 ms of world time at x0.3,
+    so a world started at x0.5 slows towards x0.3 (not x0.2: waiting is not cost); a learner
+    that goes quiet leaves the speed where it was."""
     from asyncrl_ros.nodes.common import METRICS_QOS, TOPIC_LEARNER_STATUS, TOPIC_STEP_METRICS
     from asyncrl_ros_interfaces.msg import LearnerStatus, StepMetrics
     cfg = write_config(tmp_path)
@@ -123,18 +124,19 @@ def test_following_world_slows_to_the_learners_pace_in_the_run(tmp_path, start_n
         return (s1 - s0) / (w1 - w0)
 
     assert rate(2.0) == pytest.approx(0.5, rel=0.2)
-    learner = {'updates': 1000}
+    learner = {'updates': 1000, 'wait_ms': 5000.0}
 
     def one_update():
         learner['updates'] += 1
-        status.publish(LearnerStatus(updates=learner['updates']))
+        learner['wait_ms'] += 75.0
+        status.publish(LearnerStatus(updates=learner['updates'], wait_ms=learner['wait_ms']))
 
     timer = ros_node.create_timer(0.225, one_update)
     steps.publish(StepMetrics(step=1, random_action=False))   # learning has begun
     ros_node.spin_for(12.0)
     slowed = rate(3.0)
-    assert slowed == pytest.approx(0.2, rel=0.25)
-    assert 'auto: one update costs' in node.output()
+    assert slowed == pytest.approx(0.3, rel=0.2)
+    assert 'auto: one update keeps the learner busy' in node.output()
     timer.cancel()   # the learner goes quiet: no figure, no change
     ros_node.spin_for(4.0)
     assert rate(3.0) == pytest.approx(slowed, rel=0.2)

@@ -43,10 +43,15 @@ class UpdateCostFollower:
     and moves the factor half-way (geometrically, at most FOLLOW_MAX_STEP) towards
     factor_for(that cost).
 
-    Two ways to see the cost, whichever the run's mode provides: an async learner's update
-    count over wall time (its throughput, waiting and sharing included), or sync's in-cycle
-    sample + update time (there the updates per wall second are set by the cycle instead).
-    No figure in a window (a learner restarting, nothing learned yet): the factor stays.
+    The cost is the learner's busy time per update: an async learner's wall time less the
+    time it waited for a batch, over its updates (sampling, copying, updating and shipping
+    weights included; waiting excluded, because a learner held at max_updates_per_step, or
+    idle while the arm homes, is not slow); sync's in-cycle sample + update time. Whichever
+    the run's mode provides. No figure in a window (a learner restarting, nothing learned
+    yet): the factor stays.
+
+    The factor then depends on the mode's own efficiency, so runs that compare modes give
+    every mode one fixed speed instead (asyncrl-reproduce does).
     """
 
     def __init__(self, factor: float, every_s: float = FOLLOW_EVERY_S):
@@ -55,8 +60,8 @@ class UpdateCostFollower:
         self.factor = factor
         self.every_s = every_s
         self.window_start: float | None = None
-        self.first_count: tuple[float, int] | None = None   # (wall, updates) at its first report
-        self.last_count: tuple[float, int] | None = None
+        self.first_count: tuple[float, int, float] | None = None   # (wall, updates, wait_ms)
+        self.last_count: tuple[float, int, float] | None = None
         self.in_cycle_ms: list[float] = []
         self.cost_ms: float | None = None   # the last in-run figure
 
@@ -65,12 +70,13 @@ class UpdateCostFollower:
         if self.window_start is None:
             self.window_start = wall
 
-    def learner_updates(self, updates: int, wall: float) -> None:
-        if self.first_count is not None and updates < self.first_count[1]:
-            self.first_count = None   # a restarted learner counts from its checkpoint
-        if self.first_count is None:
-            self.first_count = (wall, updates)
-        self.last_count = (wall, updates)
+    def learner_updates(self, updates: int, wait_ms: float, wall: float) -> None:
+        """An async learner's status: its update count and the total time it waited (ms)."""
+        first = self.first_count
+        if first is not None and (updates < first[1] or wait_ms < first[2]):
+            first = None   # a restarted learner counts from its checkpoint
+        self.last_count = (wall, updates, wait_ms)
+        self.first_count = first or self.last_count
 
     def in_cycle_update(self, ms: float) -> None:
         if ms > 0:
@@ -80,8 +86,9 @@ class UpdateCostFollower:
         if self.in_cycle_ms:
             return float(np.median(self.in_cycle_ms))
         if self.first_count and self.last_count and self.last_count[1] > self.first_count[1]:
-            (w0, u0), (w1, u1) = self.first_count, self.last_count
-            return (w1 - w0) * 1e3 / (u1 - u0)
+            (w0, u0, wait0), (w1, u1, wait1) = self.first_count, self.last_count
+            busy_ms = (w1 - w0) * 1e3 - (wait1 - wait0)
+            return max(busy_ms, 0.0) / (u1 - u0) or None
         return None
 
     def poll(self, wall: float) -> float | None:

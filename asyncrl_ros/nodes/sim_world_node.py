@@ -132,7 +132,7 @@ class SimWorldNode(Node):
             self.follower.in_cycle_update(msg.sampling_ms + msg.update_ms)   # sync's; 0 in async
 
     def on_learner(self, msg: LearnerStatus):
-        self.follower.learner_updates(msg.updates, time.monotonic())
+        self.follower.learner_updates(msg.updates, msg.wait_ms, time.monotonic())
 
     def follow(self):
         old = self.rtf
@@ -140,8 +140,8 @@ class SimWorldNode(Node):
         if new is not None:
             self.rtf = new   # read by the physics thread at its next chunk
             self.get_logger().info(
-                f'auto: one update costs {self.follower.cost_ms:.0f} ms in this run, '
-                f'{self.follower.cost_ms * old:.0f} ms of world time at x{old:.3g}; '
+                f'auto: one update keeps the learner busy {self.follower.cost_ms:.0f} ms in this '
+                f'run, {self.follower.cost_ms * old:.0f} ms of world time at x{old:.3g}; '
                 f'the world now runs at x{new:.3g}')
 
     @property
