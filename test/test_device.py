@@ -206,3 +206,15 @@ def test_a_following_sync_world_uses_the_in_cycle_update_and_never_exceeds_real_
     assert fast.factor >= 0.98
     with pytest.raises(ValueError):
         world_speed.UpdateCostFollower(0.0)
+
+
+def test_auto_follows_and_a_fixed_speed_does_not():
+    from asyncrl_ros.run.config import ConfigError, parse_override
+    from asyncrl_ros.run.profiles import resolve
+    assert resolve('franka_sim_async2', 'quick')[1].sim.follow_update_cost is True
+    # asyncrl-reproduce gives every run one number over the same setting: it must stay put.
+    _, fixed = resolve('franka_sim_async2', 'quick', None,
+                       [parse_override('sim.real_time_factor=0.4')])
+    assert (fixed.sim.real_time_factor, fixed.sim.follow_update_cost) == (0.4, False)
+    with pytest.raises(ConfigError, match='follow_update_cost'):
+        load_config({'sim': {'follow_update_cost': 'yes'}})
