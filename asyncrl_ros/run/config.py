@@ -94,8 +94,8 @@ class SimConfig:
     # update to keep in ratio with the cycle, so a slowed world only costs wall time there.
     # 0: real_time_factor throughout.
     random_phase_real_time_factor: float = 0.0
-    # Once learning begins, re-time the update as the run goes (every 10 wall seconds) and
-    # follow it, from real_time_factor on (asyncrl_ros.learning.world_speed.UpdateCostFollower).
+    # Once learning begins, re-time the update as the run goes (every FOLLOW_EVERY_S wall
+    # seconds) and follow it, from real_time_factor on (asyncrl_ros.learning.world_speed).
     # 'auto' turns it on; a number alone keeps that speed all run (as reproduce's runs do).
     follow_update_cost: bool = False
     physics_dt: float = 0.001
